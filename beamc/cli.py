@@ -1,0 +1,272 @@
+"""The `beamc` command line: parse, call one library function, print. No logic here.
+
+User errors (BeamcError) print one line and exit 2; anything else is a bug and keeps its
+traceback. Heavy modules (torch, onnx) are imported inside the commands that need them so
+`beamc --help` and `beamc run` stay fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from beamc.errors import BeamcError
+
+app = typer.Typer(
+    name="beamc",
+    help="Compress beam-prediction networks by knowledge distillation, export them to ONNX/TensorRT "
+         "for a named device, and run them on sensor streams.\n\n"
+         "First steps:  beamc distill recipes/sub6_ikd.toml   then   beamc export --target jetson-orin",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+recipes_app = typer.Typer(help="List, validate and document recipes.", no_args_is_help=True)
+data_app = typer.Typer(help="Generate and inspect data sets.", no_args_is_help=True)
+synth_app = typer.Typer(help="Write the embedded simulators' data sets to disk in the real formats.", no_args_is_help=True)
+app.add_typer(recipes_app, name="recipes")
+app.add_typer(data_app, name="data")
+data_app.add_typer(synth_app, name="synth")
+
+console = Console()
+err_console = Console(stderr=True)
+
+SET_HELP = "Override one recipe value, e.g. --set train.epochs=1 (repeatable; recorded in the run)."
+
+
+def _recipe_path(recipe: str) -> Path:
+    """A recipe file, or the name of a built-in recipe ('sub6_ikd')."""
+    p = Path(recipe)
+    if p.exists() or p.suffix == ".toml" or "/" in recipe:
+        return p
+    from beamc.recipe import builtin_recipes_dir
+
+    builtin = builtin_recipes_dir() / f"{recipe}.toml"
+    return builtin if builtin.exists() else p
+
+
+def _load(recipe: str, overrides: list[str] | None):
+    from beamc.recipe import load_recipe
+
+    return load_recipe(_recipe_path(recipe), overrides or [])
+
+
+def _fmt_int(n: Any) -> str:
+    return f"{int(n):,}"
+
+
+def _summary(metrics: dict[str, Any]) -> None:
+    models = metrics.get("models", {})
+    if not models:
+        return
+    heads = list(next(iter(models.values())).get("headline", {}).keys())
+    table = Table(title=f"{metrics['recipe']}  ({metrics['task']}, method: {metrics.get('method')})")
+    table.add_column("model")
+    table.add_column("params", justify="right")
+    table.add_column("FLOPs", justify="right")
+    for h in heads:
+        table.add_column(h, justify="right")
+    table.add_column("latency (ms, b=1)", justify="right")
+    for name, m in models.items():
+        vals = [f"{m['headline'][h]:.2f}" for h in heads]
+        lat = m.get("latency_ms", {})
+        table.add_row(name, _fmt_int(m["params"]), _fmt_int(m["flops"]), *vals,
+                      f"{lat.get('p50', float('nan')):.3f} {lat.get('device', '')}")
+    console.print(table)
+    if "compression" in metrics:
+        c = metrics["compression"]
+        console.print(f"student vs teacher: {c['params_ratio']:.1f}x fewer parameters "
+                      f"({c['params_reduction_pct']:.2f} %), {c['flops_ratio']:.1f}x fewer FLOPs "
+                      f"({c['flops_reduction_pct']:.2f} %)")
+
+
+# --------------------------------------------------------------------------- compress
+@app.command(epilog="Examples:\n\n  beamc distill recipes/sub6_ikd.toml\n\n"
+                    "  beamc distill recipes/sub6_rkd.toml --set train.epochs=1 --set train.seed=3\n\n"
+                    "  beamc distill recipes/sub6_ikd.toml --resume   (continue the last unfinished run)")
+def distill(
+    recipe: str = typer.Argument(..., help="Recipe file (or the name of a built-in recipe, e.g. sub6_ikd)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for run directories (default: the recipe's output.dir, 'runs')."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the newest unfinished run of this recipe from its last checkpoint."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics.json instead of the summary table."),
+) -> None:
+    """Train (or reuse) the teacher and distill the student as the recipe says."""
+    from beamc.compress.pipeline import distill as run_distill, read_metrics
+
+    r = _load(recipe, set_)
+    run = run_distill(r, out=out, resume=resume, progress=not quiet and not as_json,
+                      log=(lambda s: None) if as_json else console.print)
+    metrics = read_metrics(run.path)
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        _summary(metrics)
+        console.print(f"run: {run.path}   (metrics.json, plots, checkpoints)")
+
+
+@app.command(epilog="Example:\n\n  beamc train recipes/sub6_teacher.toml --set train.epochs=5")
+def train(
+    recipe: str = typer.Argument(..., help="Recipe file or built-in recipe name."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for run directories."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the newest unfinished run of this recipe."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train only the teacher of a recipe (it is cached and reused by later distill runs)."""
+    from beamc.compress.pipeline import distill as run_distill, read_metrics
+
+    r = _load(recipe, set_)
+    run = run_distill(r, out=out, resume=resume, progress=not quiet, teacher_only=True, log=console.print)
+    _summary(read_metrics(run.path))
+    console.print(f"run: {run.path}")
+
+
+@app.command(epilog="Examples:\n\n  beamc evaluate runs/latest\n\n  beamc evaluate runs/latest --snr -5 --snr 0 --snr 25 --json")
+def evaluate(
+    run_dir: Path = typer.Argument(Path("runs/latest"), help="Run directory (default runs/latest)."),
+    snr: Optional[list[float]] = typer.Option(None, "--snr", help="SNR (dB) to evaluate at, repeatable (sub6 task)."),
+    device: str = typer.Option("auto", help='"auto", "cpu" or "cuda".'),
+    as_json: bool = typer.Option(False, "--json", help="Print the evaluation as JSON."),
+) -> None:
+    """Re-evaluate a run's models on its test split (writes evaluation.json in the run)."""
+    from beamc.compress.pipeline import load_run_recipe, reevaluate
+
+    if snr:
+        _, recipe = load_run_recipe(run_dir)
+        if recipe.task.name != "sub6":
+            raise BeamcError(f"--snr applies to the sub6 task; this run's task is '{recipe.task.name}'")
+    metrics = reevaluate(run_dir, snr_db=snr or None, device=device)
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        _summary(metrics)
+        for name, m in metrics["models"].items():
+            rows = m["metrics"].get("by_snr")
+            if rows:
+                t = Table(title=name)
+                for col in rows[0]:
+                    t.add_column(col, justify="right")
+                for row in rows:
+                    t.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+                console.print(t)
+
+
+@app.command(epilog="Examples:\n\n  beamc inspect recipes/sub6_ikd.toml\n\n  beamc inspect recipes/sub6_ikd.toml --json")
+def inspect(
+    recipe: str = typer.Argument(..., help="Recipe file or built-in recipe name."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    as_json: bool = typer.Option(False, "--json", help="JSON with teacher.params, teacher.flops, student.params, student.flops."),
+) -> None:
+    """Build teacher and student without training; print parameters and FLOPs (2 x MACs)."""
+    from beamc.inspect import inspect_recipe
+
+    info = inspect_recipe(_load(recipe, set_))
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    table = Table(title=f"{info['recipe']} ({info['task']})")
+    for col in ("role", "model", "params", "FLOPs", "inputs"):
+        table.add_column(col, justify="right" if col in ("params", "FLOPs") else "left")
+    for role in ("teacher", "student"):
+        if role in info:
+            m = info[role]
+            table.add_row(role, m["model"], _fmt_int(m["params"]), _fmt_int(m["flops"]),
+                          ", ".join(f"{s['name']}{tuple(s['shape'])}" for s in m["inputs"]))
+    console.print(table)
+    if "ratios" in info:
+        console.print(f"teacher/student: {info['ratios']['params']:.1f}x parameters, {info['ratios']['flops']:.1f}x FLOPs")
+
+
+# ---------------------------------------------------------------------------- recipes
+@recipes_app.command("list")
+def recipes_list(folder: Optional[Path] = typer.Argument(None, help="Folder of recipes (default: the built-in ones).")) -> None:
+    """List recipes with their task, method and description."""
+    from beamc.recipe import builtin_recipes_dir, read_toml
+
+    root = folder or builtin_recipes_dir()
+    table = Table(title=f"recipes in {root}")
+    for col in ("recipe", "task", "method", "description"):
+        table.add_column(col)
+    for p in sorted(root.glob("*.toml")):
+        raw = read_toml(p)
+        table.add_row(p.stem, str(raw.get("task", {}).get("name", "?")), str(raw.get("distill", {}).get("method", "none")),
+                      str(raw.get("description", "")))
+    console.print(table)
+
+
+@recipes_app.command("validate", epilog="Example:\n\n  beamc recipes validate recipes/*.toml")
+def recipes_validate(recipes: list[str] = typer.Argument(..., help="Recipe files to check.")) -> None:
+    """Check recipes without running them; every problem is reported, exit 2 if any."""
+    bad = 0
+    for r in recipes:
+        try:
+            _load(r, None)
+            console.print(f"[green]ok[/green]    {r}")
+        except BeamcError as e:
+            bad += 1
+            console.print(f"[red]error[/red] {e}", highlight=False)
+    if bad:
+        raise typer.Exit(2)
+
+
+@recipes_app.command("schema", epilog="Examples:\n\n  beamc recipes schema\n\n  beamc recipes schema --task sub6 --method rkd")
+def recipes_schema(
+    task: Optional[str] = typer.Option(None, help="Show the [task] and [data] keys of this task."),
+    method: Optional[str] = typer.Option(None, help="Show the [distill] keys of this method."),
+    markdown: bool = typer.Option(False, help="Print a Markdown table (used for the README)."),
+) -> None:
+    """Document every recipe key: type, default and meaning."""
+    from beamc.inspect import schema_rows
+
+    rows = schema_rows(task, method)
+    if markdown:
+        print("| key | type | default | meaning |\n|---|---|---|---|")
+        for key, tp, default, doc in rows:
+            print(f"| `{key}` | {tp} | `{default}` | {doc} |")
+        return
+    table = Table(title="recipe keys")
+    for col in ("key", "type", "default", "meaning"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+# ------------------------------------------------------------------------------- data
+@synth_app.command("sub6", epilog="Example:\n\n  beamc data synth sub6 --out /tmp/street --seed 3")
+def synth_sub6(
+    out: Path = typer.Option(..., "--out", help="Folder to write the two DeepMIMO scenario folders into."),
+    seed: int = typer.Option(0, help="Layout seed."),
+) -> None:
+    """Write the embedded street scenario pair (3.5 GHz and 28 GHz) in DeepMIMO v4 format."""
+    from dataclasses import replace
+
+    from beamc.data.synth.street import StreetConfig, generate
+
+    names = generate(replace(StreetConfig(), seed=seed), out)
+    console.print(f"wrote {out / names[0]} and {out / names[1]} (read them with data.source = \"deepmimo\", "
+                  f"data.folder = \"{out}\", data.sub6_scenario = \"{names[0]}\", data.mmwave_scenario = \"{names[1]}\")")
+
+
+def main() -> None:
+    try:
+        app()
+    except BeamcError as e:
+        err_console.print(f"error: {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: checkpoints are kept; continue with --resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""PNG plots for runs (matplotlib, Agg backend, imported lazily)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from beamc.runs import atomic_write_bytes
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig: Any, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    _plt().close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def loss_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: Path, key: str = "val_loss",
+                title: str = "Validation loss per epoch") -> Path | None:
+    """One line per model (the paper's Fig. 2)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for name, rows in histories.items():
+        pts = [(int(r["epoch"]), float(r[key])) for r in rows if r.get(key) not in (None, "", "nan")]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=name)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key.replace("_", " "))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save(fig, path)
+
+
+def sub6_curves(metrics: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """Top-K accuracy and spectral efficiency vs SNR for every model (Figs. 3 and 4)."""
+    plt = _plt()
+    models = {n: m["metrics"] for n, m in metrics["models"].items() if m.get("metrics")}
+    if not models:
+        return []
+    any_rows = next(iter(models.values()))["by_snr"]
+    ks = sorted(int(k[3:]) for k in any_rows[0] if k.startswith("top"))
+    paths = []
+    fig, axes = plt.subplots(1, len(ks), figsize=(5 * len(ks), 4), squeeze=False)
+    for ax, k in zip(axes[0], ks):
+        for name, m in models.items():
+            rows = m["by_snr"]
+            ax.plot([r["snr_db"] for r in rows], [100 * r[f"top{k}"] for r in rows], marker="o", ms=3, label=name)
+        ax.set_xlabel("SNR (dB)")
+        ax.set_ylabel(f"Top-{k} accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Beam prediction accuracy vs SNR")
+    paths.append(save(fig, out_dir / "accuracy_vs_snr.png"))
+
+    fig, axes = plt.subplots(1, len(ks), figsize=(5 * len(ks), 4), squeeze=False)
+    for ax, k in zip(axes[0], ks):
+        for name, m in models.items():
+            rows = m["by_snr"]
+            ax.plot([r["snr_db"] for r in rows], [r[f"se_top{k}"] for r in rows], marker="o", ms=3, label=name)
+        rows = any_rows
+        ax.plot([r["snr_db"] for r in rows], [r["se_optimal"] for r in rows], "k--", label="optimal beam")
+        ax.set_xlabel("SNR (dB)")
+        ax.set_ylabel(f"Top-{k} spectral efficiency (bits/s/Hz)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Spectral efficiency vs SNR")
+    paths.append(save(fig, out_dir / "se_vs_snr.png"))
+    return paths

@@ -1,0 +1,199 @@
+"""Run directories, atomic writes, resume and the `latest` pointer.
+
+A run lives in runs/<recipe>-<YYYYmmdd-HHMMSS>/ and holds the resolved recipe, checkpoints,
+history.csv, metrics.json and plots. Every file is written to a temporary name and renamed
+into place, so a run killed at any instant leaves either the old or the new file, never a
+torn one; `run.json` says which stages are complete so `--resume` can continue.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from beamc.errors import BeamcError
+
+RUN_FILE = "run.json"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, default=_json_default, allow_nan=True) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    rows = list(rows)
+    buf = io.StringIO()
+    if rows:
+        cols: list[str] = []
+        for r in rows:
+            cols.extend(k for k in r if k not in cols)
+        w = csv.DictWriter(buf, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    p = Path(path)
+    if not p.exists():
+        raise BeamcError(f"{what} not found: {p}")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise BeamcError(f"{p}: invalid JSON ({e})") from None
+
+
+def _timestamp() -> str:
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+class Run:
+    """A run directory and its status file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    # -- status -------------------------------------------------------------------------
+    @property
+    def status(self) -> dict[str, Any]:
+        p = self.path / RUN_FILE
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def update_status(self, **changes: Any) -> None:
+        status = self.status
+        status.update(changes)
+        atomic_write_json(self.path / RUN_FILE, status)
+
+    def stage_done(self, stage: str) -> bool:
+        return stage in self.status.get("stages_done", [])
+
+    def mark_stage(self, stage: str) -> None:
+        done = self.status.get("stages_done", [])
+        if stage not in done:
+            done.append(stage)
+        self.update_status(stages_done=done)
+
+    @property
+    def complete(self) -> bool:
+        return self.status.get("state") == "complete"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def new_run(out_root: str | Path, recipe_name: str) -> Run:
+    root = Path(out_root)
+    root.mkdir(parents=True, exist_ok=True)
+    base = f"{recipe_name}-{_timestamp()}"
+    path = root / base
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{base}-{n}"
+    path.mkdir()
+    run = Run(path)
+    run.update_status(recipe=recipe_name, state="running", stages_done=[], created=_dt.datetime.now().isoformat())
+    set_latest(root, path)
+    return run
+
+
+def set_latest(out_root: str | Path, run_path: str | Path) -> None:
+    """Point <out_root>/latest at run_path (a relative symlink, replaced atomically)."""
+    root = Path(out_root)
+    link = root / "latest"
+    tmp = root / f".latest.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.symlink(Path(run_path).name, tmp)
+        os.replace(tmp, link)
+    except OSError:  # filesystems without symlinks: a one-line text pointer
+        tmp.unlink(missing_ok=True)
+        atomic_write_text(root / "latest.txt", Path(run_path).name + "\n")
+
+
+def resolve_run_dir(path: str | Path) -> Path:
+    """A run directory given by the user: 'runs/latest' and 'latest.txt' pointers resolved."""
+    p = Path(path)
+    if not p.exists() and p.name == "latest" and (p.parent / "latest.txt").exists():
+        p = p.parent / (p.parent / "latest.txt").read_text().strip()
+    if not p.exists():
+        raise BeamcError(f"run directory not found: {path}")
+    p = p.resolve()
+    if not (p / RUN_FILE).exists():
+        raise BeamcError(f"{path} is not a beamc run directory (no {RUN_FILE})")
+    return p
+
+
+def find_resumable(out_root: str | Path, recipe_name: str) -> Run | None:
+    """Newest unfinished run of this recipe under out_root."""
+    root = Path(out_root)
+    if not root.exists():
+        return None
+    candidates = sorted((p for p in root.glob(f"{recipe_name}-*") if (p / RUN_FILE).exists()),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+    for p in candidates:
+        run = Run(p)
+        if run.status.get("recipe") == recipe_name and not run.complete:
+            return run
+    return None
+
+
+def cache_root() -> Path:
+    """Shared cache for generated data and reusable teachers ($BEAMC_CACHE, default ~/.cache/beamc)."""
+    env = os.environ.get("BEAMC_CACHE")
+    root = Path(env) if env else Path.home() / ".cache" / "beamc"
+    root.mkdir(parents=True, exist_ok=True)
+    return root

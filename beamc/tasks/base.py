@@ -1,0 +1,140 @@
+"""The task contract: the one place that knows a task's tensors.
+
+A task turns its [task]/[data] recipe tables into `TaskData`: numpy arrays per split, the
+preprocessing state measured on the training split (saved with the run and shipped in
+export bundles so the runtime preprocesses exactly as training did), minibatches for
+training, and the task's metrics. Nothing here imports torch at module level: the runtime
+uses the same preprocessing on a device that may only have ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+# A predictor maps a tuple of model inputs (numpy, batch first) to logits (numpy). Torch
+# models, ONNX Runtime sessions and TensorRT engines are all wrapped into this shape, so a
+# task's metrics are computed identically for each of them.
+Predictor = Callable[[tuple[np.ndarray, ...]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]  # without the batch dimension
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass
+class Batch:
+    """One minibatch. `teacher_inputs` differ from `inputs` when the teacher sees another
+    view of the same samples (e.g. 8 past frames while the student sees 3)."""
+
+    inputs: tuple[Any, ...]
+    y: Any
+    teacher_inputs: tuple[Any, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to(self, device: Any) -> Batch:
+        def move(t: Any) -> Any:
+            return t.to(device, non_blocking=True) if hasattr(t, "to") else t
+
+        return Batch(tuple(move(t) for t in self.inputs), move(self.y),
+                     None if self.teacher_inputs is None else tuple(move(t) for t in self.teacher_inputs),
+                     {k: move(v) for k, v in self.extra.items()})
+
+    @property
+    def for_teacher(self) -> tuple[Any, ...]:
+        return self.inputs if self.teacher_inputs is None else self.teacher_inputs
+
+
+class TaskData:
+    """Prepared data of one task instance. Subclasses fill in the arrays and metrics."""
+
+    task: Task
+    preprocess_state: dict[str, Any]
+    num_classes: int
+
+    task_cfg: Any
+    data_cfg: Any
+
+    def input_spec(self, role: str = "student") -> list[TensorSpec]:
+        return self.task.input_spec(self.task_cfg, self.data_cfg, role)
+
+    def output_spec(self, role: str = "student") -> list[TensorSpec]:
+        return self.task.output_spec(self.task_cfg, self.data_cfg, role)
+
+    def split_size(self, split: str) -> int:
+        raise NotImplementedError
+
+    def arrays(self, split: str, role: str = "student") -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """Preprocessed inputs and labels of a split at the task's reference condition
+        (deterministic): golden sets, calibration data and runtime replays use these."""
+        raise NotImplementedError
+
+    def batches(self, split: str, batch_size: int, *, epoch: int, seed: int, shuffle: bool,
+                roles: Sequence[str] = ("student",)) -> Iterator[Batch]:
+        """Torch minibatches. Training splits may re-draw augmentation (noise) per epoch;
+        evaluation splits are fixed by `seed`."""
+        raise NotImplementedError
+
+    def evaluate(self, predict: Predictor, split: str = "test", role: str = "student") -> dict[str, Any]:
+        """The task's metrics (the paper's tables) for one model."""
+        raise NotImplementedError
+
+    def headline(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """A few numbers for the summary table (e.g. Top-1 at the reference SNR)."""
+        raise NotImplementedError
+
+
+class Task:
+    """A registered task: config schemas plus a `prepare` that builds its TaskData."""
+
+    name: ClassVar[str]
+    TaskConfig: ClassVar[type]
+    DataConfig: ClassVar[type]
+
+    def prepare(self, task_cfg: Any, data_cfg: Any, *, progress: bool = True) -> TaskData:
+        raise NotImplementedError
+
+    def input_spec(self, task_cfg: Any, data_cfg: Any, role: str = "student") -> list[TensorSpec]:
+        """Model inputs (without batch dimension), known from the recipe alone so that
+        `beamc inspect` and exports need no data."""
+        raise NotImplementedError
+
+    def output_spec(self, task_cfg: Any, data_cfg: Any, role: str = "student") -> list[TensorSpec]:
+        raise NotImplementedError
+
+    def criterion(self, logits: Any, y: Any, task_cfg: Any) -> Any:
+        """The supervised loss (torch): cross-entropy, focal loss, ..."""
+        raise NotImplementedError
+
+    def plot(self, metrics: dict[str, Any], out_dir: Any) -> list[Any]:
+        """Write the task's PNG plots from metrics.json content; returns the paths."""
+        return []
+
+
+def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Boolean per sample (and per step, for [..., C] logits): label within the top-k."""
+    top = np.argpartition(-logits, kth=min(k, logits.shape[-1]) - 1, axis=-1)[..., :k]
+    return (top == labels[..., None]).any(axis=-1)
+
+
+def topk_indices(logits: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest logits, best first."""
+    k = min(k, logits.shape[-1])
+    part = np.argpartition(-logits, kth=k - 1, axis=-1)[..., :k]
+    order = np.argsort(-np.take_along_axis(logits, part, axis=-1), axis=-1, kind="stable")
+    return np.take_along_axis(part, order, axis=-1)
+
+
+def predict_in_batches(predict: Predictor, inputs: tuple[np.ndarray, ...], batch_size: int = 1024) -> np.ndarray:
+    n = len(inputs[0])
+    outs = [predict(tuple(x[i:i + batch_size] for x in inputs)) for i in range(0, n, batch_size)]
+    return np.concatenate(outs, axis=0) if outs else np.zeros((0,))

@@ -1,0 +1,301 @@
+"""`beamc distill` / `beamc train`: teacher -> student(s) -> evaluation -> report.
+
+    run = open or resume the run directory, write the resolved recipe
+    data = task.prepare(...)                      (preprocessing state saved with the run)
+    teacher = load recipe.teacher.checkpoint | reuse the cached teacher | train it
+    for each generation: student = distill(teacher)      (self-distillation: k generations)
+    evaluate every model on the test split -> metrics.json, plots, summary
+
+Teachers are cached under <runs>/teachers/<task>-<model>-<hash of task, data, model and
+training settings>/ so several recipes (scratch, IKD, RKD, ...) share one trained teacher.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import platform
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import beamc
+from beamc.complexity import count_flops, count_params, example_inputs, measure_latency
+from beamc.errors import BeamcError
+from beamc.recipe import Recipe, dumps, fingerprint, read_toml
+from beamc.registry import DISTILLERS, TASKS
+from beamc.runs import (Run, atomic_write_json, atomic_write_text, find_resumable, new_run, read_json,
+                        resolve_run_dir)
+from beamc.compress.distillers import Taps
+from beamc.compress.modeling import (build_model, link_or_copy, load_model, resolve_device, save_model,
+                                     torch_predictor)
+from beamc.compress.trainer import fit, validation
+
+EpochHook = Callable[[str, int, dict[str, Any]], None]
+
+
+def versions() -> dict[str, str]:
+    return {"beamc": beamc.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+# ------------------------------------------------------------------------------ runs
+def open_run(recipe: Recipe, out: str | Path | None, resume: bool) -> Run:
+    out_root = Path(out) if out is not None else Path(recipe.output.dir)
+    if resume:
+        run = find_resumable(out_root, recipe.name)
+        if run is None:
+            raise BeamcError(f"--resume: no unfinished run of recipe '{recipe.name}' under {out_root}/")
+        recorded = read_toml(run.file("recipe.toml"), "recorded recipe")
+        if recorded != recipe.to_dict():
+            changed = sorted(k for k in set(recorded) | set(recipe.to_dict()) if recorded.get(k) != recipe.to_dict().get(k))
+            raise BeamcError(f"--resume: {run.path} was started with a different recipe (section(s) {', '.join(changed)} "
+                             "differ); resume with the same recipe and --set values, or start a new run")
+        run.update_status(state="running", resumed=_dt.datetime.now().isoformat())
+        return run
+    run = new_run(out_root, recipe.name)
+    atomic_write_text(run.file("recipe.toml"), dumps(recipe))
+    run.update_status(source=recipe.source, overrides=list(recipe.overrides), versions=versions(),
+                      command=" ".join(sys.argv))
+    return run
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), transient=False)
+
+
+# --------------------------------------------------------------------------- teacher
+def teacher_cache_dir(recipe: Recipe, out_root: Path) -> Path:
+    key = fingerprint({"task": recipe.task, "data": recipe.data, "model": recipe.teacher.model,
+                       "args": recipe.teacher.args, "train": recipe.teacher_train})
+    return out_root / "teachers" / f"{recipe.task.name}-{recipe.teacher.model}-{key}"
+
+
+def obtain_teacher(recipe: Recipe, data: Any, run: Run, device: torch.device, progress: Any,
+                   on_epoch_end: EpochHook | None) -> torch.nn.Module:
+    task = TASKS.get(recipe.task.name)
+    if recipe.teacher.checkpoint:
+        model, ckpt = load_model(recipe.teacher.checkpoint, expect_task=recipe.task.name)
+        if ckpt["model"] != recipe.teacher.model:
+            raise BeamcError(f"teacher.checkpoint {recipe.teacher.checkpoint} holds model '{ckpt['model']}', "
+                             f"the recipe's teacher.model is '{recipe.teacher.model}'")
+        link_or_copy(Path(recipe.teacher.checkpoint), run.file("teacher.pt"))
+        run.update_status(teacher_source=str(recipe.teacher.checkpoint))
+        return model.to(device).eval()
+
+    cache = teacher_cache_dir(recipe, run.path.parent)
+    final = cache / "teacher.pt"
+    if not final.exists():
+        cfg = recipe.teacher_train
+        torch.manual_seed(cfg.seed)
+        model = build_model(recipe.teacher.model, recipe.teacher.args)
+        criterion = lambda logits, y: task.criterion(logits, y, recipe.task)  # noqa: E731
+
+        def step(batch):
+            out = model(*batch.for_teacher)
+            loss = criterion(out, batch.y)
+            return {"loss": loss}
+
+        n_batches = math.ceil(data.split_size("train") / cfg.batch_size)
+        fit(model, label="teacher", cfg=cfg, device=device, num_batches=n_batches, progress=progress,
+            train_batches=lambda e: data.batches("train", cfg.batch_size, epoch=e, seed=cfg.seed, shuffle=True, roles=("teacher",)),
+            step=step, validate=validation(data, criterion, cfg.batch_size, device, cfg.seed, role="teacher"),
+            state_path=cache / "teacher.state.pt", history_path=cache / "history.csv", on_epoch_end=on_epoch_end)
+        atomic_write_json(cache / "teacher.json", {"recipe": recipe.name, "task": recipe.to_dict()["task"],
+                                                   "model": recipe.teacher.model, "args": recipe.teacher.args})
+        save_model(final, model, recipe.teacher.model, recipe.teacher.args, recipe.task.name)
+        (cache / "teacher.state.pt").unlink(missing_ok=True)
+    link_or_copy(final, run.file("teacher.pt"))
+    if (cache / "history.csv").exists():
+        link_or_copy(cache / "history.csv", run.file("teacher_history.csv"))
+    run.update_status(teacher_source=str(cache))
+    model, _ = load_model(run.file("teacher.pt"))
+    return model.to(device).eval()
+
+
+# -------------------------------------------------------------------------- students
+def student_names(recipe: Recipe) -> list[str]:
+    if recipe.student is None:
+        return []
+    g = DISTILLERS.get(recipe.distill.method)(recipe.distill, None).generations
+    return ["student"] if g == 1 else [f"student_gen{i}" for i in range(1, g + 1)]
+
+
+def train_students(recipe: Recipe, data: Any, run: Run, teacher: torch.nn.Module, device: torch.device,
+                   progress: Any, on_epoch_end: EpochHook | None) -> None:
+    task = TASKS.get(recipe.task.name)
+    cfg = recipe.train
+    criterion = lambda logits, y: task.criterion(logits, y, recipe.task)  # noqa: E731
+    distiller = DISTILLERS.get(recipe.distill.method)(recipe.distill, criterion)
+    roles = ("student", "teacher") if distiller.needs_teacher else ("student",)
+    n_batches = math.ceil(data.split_size("train") / cfg.batch_size)
+    current_teacher = teacher
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    names = student_names(recipe)
+    for g, name in enumerate(names):
+        final = run.file(f"{name}.pt")
+        if final.exists():
+            current_teacher, _ = load_model(final)
+            current_teacher.to(device).eval()
+            continue
+        torch.manual_seed(cfg.seed + g)
+        model = build_model(recipe.student.model, recipe.student.args).to(device)
+        with ExitStack() as stack:
+            s_taps = Taps(model, distiller.student_taps, "distill.student_layer")
+            t_taps = Taps(current_teacher, distiller.teacher_taps, "distill.teacher_layer")
+            stack.callback(s_taps.close)
+            stack.callback(t_taps.close)
+            frozen_teacher = current_teacher
+
+            def step(batch, model=model, s_taps=s_taps, t_taps=t_taps, frozen_teacher=frozen_teacher):
+                s_out = s_taps.run(model, batch.inputs)
+                t_out = None
+                if distiller.needs_teacher:
+                    with torch.no_grad():
+                        t_out = t_taps.run(frozen_teacher, batch.for_teacher)
+                return distiller.loss(batch, s_out, t_out)
+
+            fit(model, label=name, cfg=cfg, device=device, num_batches=n_batches, progress=progress,
+                train_batches=lambda e: data.batches("train", cfg.batch_size, epoch=e, seed=cfg.seed, shuffle=True, roles=roles),
+                step=step, validate=validation(data, criterion, cfg.batch_size, device, cfg.seed),
+                state_path=run.file(f"{name}.state.pt"), history_path=run.file(f"{name}_history.csv"),
+                on_epoch_end=on_epoch_end)
+        save_model(final, model, recipe.student.model, recipe.student.args, recipe.task.name,
+                   method=recipe.distill.method, generation=g + 1)
+        run.file(f"{name}.state.pt").unlink(missing_ok=True)
+        current_teacher = model.eval()
+    if len(names) > 1:
+        link_or_copy(run.file(f"{names[-1]}.pt"), run.file("student.pt"))
+
+
+# ------------------------------------------------------------------------ evaluation
+def model_report(data: Any, recipe_task: Any, recipe_data: Any, task: Any, path: Path, role: str,
+                 device: torch.device, snr_db: Any = None) -> dict[str, Any]:
+    model, ckpt = load_model(path)
+    specs = task.input_spec(recipe_task, recipe_data, role)
+    eval_kwargs = {} if snr_db is None else {"snr_db": snr_db}
+    metrics = data.evaluate(torch_predictor(model, device), "test", role, **eval_kwargs)
+    return {"model": ckpt["model"], "args": ckpt["args"], "checkpoint": path.name,
+            "params": count_params(model), "flops": count_flops(model.cpu(), example_inputs(specs)),
+            "latency_ms": measure_latency(model, example_inputs(specs), device),
+            "metrics": metrics, "headline": data.headline(metrics)}
+
+
+def evaluate_run(recipe: Recipe, data: Any, run_dir: Path, device: torch.device, snr_db: Any = None) -> dict[str, Any]:
+    task = TASKS.get(recipe.task.name)
+    models: dict[str, Any] = {}
+    if (run_dir / "teacher.pt").exists():
+        models["teacher"] = model_report(data, recipe.task, recipe.data, task, run_dir / "teacher.pt", "teacher", device, snr_db)
+    for name in student_names(recipe):
+        if (run_dir / f"{name}.pt").exists():
+            models[name] = model_report(data, recipe.task, recipe.data, task, run_dir / f"{name}.pt", "student", device, snr_db)
+    out: dict[str, Any] = {"recipe": recipe.name, "task": recipe.task.name, "method": recipe.distill.method,
+                           "data": data.info, "models": models}
+    final = [n for n in models if n.startswith("student")]
+    if "teacher" in models and final:
+        t, s = models["teacher"], models[final[-1]]
+        out["compression"] = {"params_ratio": t["params"] / s["params"], "flops_ratio": t["flops"] / max(s["flops"], 1),
+                              "params_reduction_pct": 100 * (1 - s["params"] / t["params"]),
+                              "flops_reduction_pct": 100 * (1 - s["flops"] / max(t["flops"], 1))}
+    return out
+
+
+def write_plots(recipe: Recipe, metrics: dict[str, Any], run: Run) -> list[str]:
+    import csv
+
+    from beamc.plots import loss_curves
+
+    histories = {}
+    for name in ["teacher", *student_names(recipe)]:
+        f = run.file(f"{name}_history.csv")
+        if f.exists():
+            with f.open() as fh:
+                histories[name] = list(csv.DictReader(fh))
+    paths = []
+    p = loss_curves(histories, run.file("val_loss.png"))
+    if p:
+        paths.append(p)
+    paths += TASKS.get(recipe.task.name).plot(metrics, run.path)
+    return [Path(p).name for p in paths]
+
+
+# ------------------------------------------------------------------------------ entry
+def distill(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False, progress: bool = True,
+            teacher_only: bool = False, on_epoch_end: EpochHook | None = None, log: Callable[[str], None] = print) -> Run:
+    """Run a recipe end to end and return its run directory."""
+    run = open_run(recipe, out, resume)
+    log(f"run directory: {run.path}")
+    try:
+        task = TASKS.get(recipe.task.name)
+        log("preparing data ...")
+        data = task.prepare(recipe.task, recipe.data, progress=progress)
+        atomic_write_json(run.file("preprocess.json"), {
+            "task": recipe.task.name, "state": data.preprocess_state, "data": data.info,
+            "inputs": {r: [s.to_dict() for s in task.input_spec(recipe.task, recipe.data, r)] for r in ("teacher", "student")},
+            "outputs": [s.to_dict() for s in task.output_spec(recipe.task, recipe.data)]})
+        device = resolve_device(recipe.train.device)
+        prog = _progress(progress)
+        with prog if prog is not None else ExitStack():
+            teacher = obtain_teacher(recipe, data, run, device, prog, on_epoch_end)
+            run.mark_stage("teacher")
+            if not teacher_only and recipe.student is not None:
+                train_students(recipe, data, run, teacher, device, prog, on_epoch_end)
+                run.mark_stage("student")
+        log("evaluating on the test split ...")
+        evaluation_recipe = recipe if not teacher_only else _without_student(recipe)
+        metrics = evaluate_run(evaluation_recipe, data, run.path, device)
+        metrics["run"] = str(run.path)
+        atomic_write_json(run.file("metrics.json"), metrics)
+        if recipe.output.plots:
+            metrics["plots"] = write_plots(evaluation_recipe, metrics, run)
+            atomic_write_json(run.file("metrics.json"), metrics)
+        run.mark_stage("evaluate")
+        run.update_status(state="complete", finished=_dt.datetime.now().isoformat())
+    except KeyboardInterrupt:
+        run.update_status(state="interrupted")
+        raise
+    except BaseException:
+        run.update_status(state="failed")
+        raise
+    return run
+
+
+def _without_student(recipe: Recipe) -> Recipe:
+    from dataclasses import replace
+
+    return replace(recipe, student=None)
+
+
+def load_run_recipe(run_dir: str | Path) -> tuple[Path, Recipe]:
+    from beamc.recipe import recipe_from_dict
+
+    path = resolve_run_dir(run_dir)
+    raw = read_toml(path / "recipe.toml", "run recipe")
+    return path, recipe_from_dict(raw, str(path / "recipe.toml"), raw.get("name", path.name))
+
+
+def reevaluate(run_dir: str | Path, snr_db: Any = None, device: str = "auto") -> dict[str, Any]:
+    """`beamc evaluate`: rebuild the run's data and models and evaluate them again."""
+    path, recipe = load_run_recipe(run_dir)
+    if not (path / "teacher.pt").exists():
+        raise BeamcError(f"{path}: no teacher.pt; the run did not get past its teacher stage")
+    data = TASKS.get(recipe.task.name).prepare(recipe.task, recipe.data, progress=False)
+    metrics = evaluate_run(recipe, data, path, resolve_device(device), snr_db)
+    metrics["run"] = str(path)
+    atomic_write_json(path / "evaluation.json", metrics)
+    return metrics
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any]:
+    return read_json(resolve_run_dir(run_dir) / "metrics.json", "metrics.json")

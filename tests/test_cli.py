@@ -1,0 +1,50 @@
+"""CLI behaviour a user sees: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def beamc(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "beamc.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_user_error_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text((REPO / "recipes" / "sub6_ikd.toml").read_text().replace("alpha", "alpah"))
+    res = beamc("distill", str(bad))
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"error: {bad}: unknown key 'distill.alpah' (did you mean 'distill.alpha'?)"
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_recipe_file():
+    res = beamc("inspect", "recipes/nope.toml")
+    assert res.returncode == 2 and res.stderr.strip() == "error: recipe not found: recipes/nope.toml"
+
+
+def test_validate_reports_each_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[task]\nname = "sub7"\n')
+    res = beamc("recipes", "validate", str(REPO / "recipes" / "sub6_ikd.toml"), str(bad))
+    assert res.returncode == 2
+    assert "ok    " in res.stdout and "task.name: unknown task 'sub7' (did you mean 'sub6'?)" in res.stdout
+
+
+def test_help_lists_commands():
+    res = beamc("--help")
+    assert res.returncode == 0
+    for cmd in ("distill", "train", "evaluate", "inspect", "recipes", "data"):
+        assert cmd in res.stdout
+    assert "Examples" in beamc("distill", "--help").stdout
+
+
+def test_schema_reference_documents_keys():
+    res = beamc("recipes", "schema", "--task", "sub6", "--method", "ikd", "--markdown")
+    assert res.returncode == 0
+    assert "| `distill.temperature` | a number > 0 | `10.0` |" in res.stdout
+    assert "| `train.epochs` | an integer >= 1 | `20` |" in res.stdout
