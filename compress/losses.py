@@ -6,6 +6,8 @@ loss flattens them so each (sample, step) counts once.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -41,10 +43,13 @@ def huber(a: torch.Tensor, b: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
 
 
 def pairwise_distances(f: torch.Tensor) -> torch.Tensor:
-    """[M, D] -> [M, M] Euclidean distances (exact zeros on the diagonal, safe gradients)."""
-    sq = (f.unsqueeze(0) - f.unsqueeze(1)).pow(2).sum(-1)
+    """[M, D] -> [M, M] Euclidean distances from the Gram matrix (no M x M x D tensor; exact
+    zeros on the diagonal; gradients safe where two samples coincide)."""
+    f = f - f.mean(dim=0, keepdim=True)  # distances are translation invariant; centring keeps this precise
+    g = f @ f.T
+    sq = (g.diagonal()[:, None] + g.diagonal()[None, :] - 2 * g).clamp_min(1e-12)
     eye = torch.eye(len(f), dtype=torch.bool, device=f.device)
-    return sq.clamp_min(1e-12).sqrt().masked_fill(eye, 0.0)
+    return sq.sqrt().masked_fill(eye, 0.0)
 
 
 def rkd_distance_potentials(f: torch.Tensor) -> torch.Tensor:
@@ -56,9 +61,16 @@ def rkd_distance_potentials(f: torch.Tensor) -> torch.Tensor:
     return pairs / pairs.mean().clamp_min(1e-12)
 
 
-def rkd_angle_potentials(f: torch.Tensor) -> torch.Tensor:
-    """psi_angl (eq. 8): cos of the angle at vertex j between x_i - x_j and x_k - x_j, for
-    every ordered triple of distinct indices (each of the 3*C(M,3) angles appears twice)."""
+@functools.lru_cache(maxsize=8)
+def _distinct_triples(m: int, device: str) -> torch.Tensor:
+    """[M, M, M] bool: j, i, k pairwise distinct (cached per batch size)."""
+    idx = torch.arange(m, device=device)
+    return ((idx[:, None, None] != idx[None, :, None]) & (idx[:, None, None] != idx[None, None, :])
+            & (idx[None, :, None] != idx[None, None, :]))
+
+
+def _angle_cosines(f: torch.Tensor) -> torch.Tensor:
+    """cos[j, i, k] of the angle at vertex j between f_i - f_j and f_k - f_j (0 where undefined)."""
     f = f.reshape(len(f), -1)
     f = f - f.mean(dim=0, keepdim=True)  # angles are translation invariant; centring keeps the Gram form precise
     # (f_i - f_j).(f_k - f_j) = G_ik - G_ij - G_jk + G_jj from the Gram matrix G: O(M^2 D + M^3)
@@ -68,18 +80,24 @@ def rkd_angle_potentials(f: torch.Tensor) -> torch.Tensor:
     diag = g.diagonal()
     dot = g.unsqueeze(0) - g.unsqueeze(2) - g.unsqueeze(1) + diag[:, None, None]  # dot[j, i, k]
     norm = pairwise_distances(f).clamp_min(1e-12)                                 # norm[j, i] = |f_i - f_j|
-    cos = dot / (norm.unsqueeze(2) * norm.unsqueeze(1))                          # cos[j, i, k]
-    m = len(f)
-    idx = torch.arange(m, device=f.device)
-    distinct = (idx[:, None, None] != idx[None, :, None]) & (idx[:, None, None] != idx[None, None, :]) \
-        & (idx[None, :, None] != idx[None, None, :])
-    return cos[distinct]
+    return dot / (norm.unsqueeze(2) * norm.unsqueeze(1))
+
+
+def rkd_angle_potentials(f: torch.Tensor) -> torch.Tensor:
+    """psi_angl (eq. 8): cos of the angle at vertex j between x_i - x_j and x_k - x_j, for
+    every ordered triple of distinct indices (each of the 3*C(M,3) angles appears twice)."""
+    return _angle_cosines(f)[_distinct_triples(len(f), str(f.device))]
 
 
 def rkd_loss(f_teacher: torch.Tensor, f_student: torch.Tensor, delta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(distance-wise, angle-wise) RKD losses of eq. (9)-(11): Huber between teacher and
-    student potentials, averaged over pairs and triples respectively."""
+    student potentials, averaged over pairs and ordered distinct triples respectively
+    (the same means as over `rkd_*_potentials`, computed without gathering M^3 entries)."""
     with torch.no_grad():
         t_dist = rkd_distance_potentials(f_teacher)
-        t_angle = rkd_angle_potentials(f_teacher)
-    return huber(rkd_distance_potentials(f_student), t_dist, delta), huber(rkd_angle_potentials(f_student), t_angle, delta)
+        t_cos = _angle_cosines(f_teacher)
+    dist = huber(rkd_distance_potentials(f_student), t_dist, delta)
+    mask = _distinct_triples(len(f_student), str(f_student.device))
+    per_triple = F.huber_loss(_angle_cosines(f_student), t_cos, reduction="none", delta=delta)
+    angle = (per_triple * mask).sum() / mask.sum()
+    return dist, angle

@@ -44,7 +44,9 @@ class StreetConfig:
     length: float = opt(120.0, gt=20, doc="street length along y (m)")
     width: float = opt(20.0, gt=6, doc="distance between the building walls (m)")
     building_height: float = opt(20.0, gt=0, doc="wall height (m)")
-    grid_spacing: float = opt(0.5, gt=0, doc="user grid spacing (m)")
+    # O1's user grid is 0.2 m; at 0.5 m the street held 4.2k training users, too few for the
+    # 3.5M-parameter teacher to converge (49.6 % vs 59.7 % Top-1 @15 dB at 0.25 m).
+    grid_spacing: float = opt(0.25, gt=0, doc="user grid spacing (m)")
     ue_height: float = opt(1.5, gt=0, doc="user antenna height (m)")
     bs_height: float = opt(6.0, gt=0, doc="base station height (m)")
     bs_offset: float = opt(1.5, gt=0, doc="base station distance from the left wall (m)")
