@@ -262,7 +262,8 @@ def synth_sub6(
                                        "  beamc data inspect /tmp/v2i   (check it and draw a contact sheet)")
 def synth_deepsense(
     out: Path = typer.Option(..., "--out", help="New folder for the scenario (must not exist or be empty)."),
-    sequences: int = typer.Option(24, "--sequences", help="Number of vehicle passes (about 45 frames each)."),
+    sequences: Optional[int] = typer.Option(None, "--sequences", help="Number of vehicle passes, 30-65 frames each "
+                                                                     "(default 24: about a minute)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the street, the traffic and the noise."),
     radar: bool = typer.Option(True, "--radar/--no-radar", help="Write radar cubes (1 MB per frame)."),
     camera: bool = typer.Option(True, "--camera/--no-camera", help="Write camera JPEGs."),
@@ -273,8 +274,8 @@ def synth_deepsense(
     from beamc.data.synth.v2i import DeepSenseSynthConfig, generate
     from beamc.schema import parse, to_dict
 
-    cfg = parse(DeepSenseSynthConfig, {**to_dict(DeepSenseSynthConfig()), "sequences": sequences, "seed": seed,
-                                       "radar": radar, "camera": camera}, "data.synth")
+    chosen = {"seed": seed, "radar": radar, "camera": camera, **({"sequences": sequences} if sequences is not None else {})}
+    cfg = parse(DeepSenseSynthConfig, {**to_dict(DeepSenseSynthConfig()), **chosen}, "data.synth")
     report = generate(cfg, out, progress=not quiet)
     console.print(f"wrote {report.rows} frames in {report.sequences} sequences to {out} in {report.seconds:.1f} s; "
                   f"check it with: beamc data inspect {out}")

@@ -3,16 +3,26 @@
 Public API (numpy, scipy and Pillow only: the runtime replays folders with it on devices
 that have no torch)::
 
-    sc = open_scenario(root, *, csv=None, lenient=False)   -> Scenario
+    sc = open_scenario(root, *, csv_name=None, lenient=False) -> Scenario
     sc.n, sc.line[i], sc.index[i], sc.seq[i], sc.segment[i], sc.time_s[i], sc.beam[i] (0-based),
     sc.paths["rgb"][i], sc.modalities, sc.meta["unit2_HDOP"][i], sc.summary
     read_image(sc, i)  -> uint8 [540, 960, 3]          read_power(sc, i) -> float64 [64]
     read_lidar(sc, i)  -> float64 [216] (lidar_SCR)    read_lidar_raw(sc, i) -> float64 [N, C]
-    read_radar(sc, i)  -> complex64 [4, 256, 128]      read_gps(sc, i, which="ue") -> float64 [2]
+    read_radar(sc, i)  -> complex64 [4, 256, 128]      read_gps(sc, i, which="gps") -> [2] lat, lon
     read(sc, modality, i)                              -> the frame of any modality by name
+    check_file(sc, modality, i)                        -> None; a fast validity check (inspect)
 
-Sequence windows, splits and the memory-mapped cache of preprocessed frames live in
-`beamc.data.windows` and `beamc.data.frame_cache`.
+    from beamc.data.windows import windows, beam_labels, split_sequences
+    w = windows(sc, past=8, future=6)   -> Windows(past [N, 8] rows, beams [N, 7] rows, seq [N])
+    y = beam_labels(sc, w)              -> [N, 7] 0-based beams, -100 where padded
+    split_sequences(sc, train=0.8)      -> SequenceSplit(train, val, test) of seq_index values
+
+    from beamc.data.frame_cache import frame_cache
+    frames = frame_cache(sc, "rgb", my_numpy_preprocess, key="vision.gray224-v1", params={...})
+    frames.data[w.past]                 -> preprocessed inputs from a memory-mapped .npy, decoded once
+
+Modality names: rgb, power, lidar (the 216-range lidar_SCR scan), lidar_raw, radar, gps
+(unit 2), gps_cal (unit 2, calibrated), gps_bs (unit 1).
 
 On-disk format, and where each fact comes from
 ----------------------------------------------
@@ -40,8 +50,10 @@ On-disk format, and where each fact comes from
   ``np.loadtxt`` (WillysMa/Sensing-Assisted-Beam-Tracking ``MyFunc.py``; the DeepSense
   scenario-9 visualisation script plots ``np.loadtxt`` of it against beams 1..64).
 * ``unit1_rgb``: JPEG camera frames (``./unit1/camera_data/image_BS2_<k>_<HH>_<MM>_<SS>.jpg``
-  in scenario9.csv), 960 x 540 RGB. The vision reference resizes them to 224 x 224 and
-  converts to grayscale (``MyFunc.py``: ``transf.Resize((224, 224))``, ``rgb2gray``).
+  in scenario9.csv), RGB. We write 960 x 540, the resolution of the DeepSense testbed
+  camera frames; none of the reference code we read states it (it resizes to 224 x 224
+  and converts to grayscale: ``MyFunc.py``, ``transf.Resize((224, 224))``, ``rgb2gray``),
+  so the reader accepts any size.
 * ``unit1_lidar_SCR``: MATLAB v5 ``.mat`` with variable ``data`` whose first column holds
   216 ranges over -90..90 degrees (AZakeri94/DF-KD-for-LiDAR-aided-Beam-Tracking
   ``utils/data_feed.py``: ``loadmat(path)['data'][:, 0]``, divided by 10 for the network;
@@ -109,6 +121,15 @@ MODALITY_COLUMNS = {
 REQUIRED_COLUMNS = ("index", "unit1_pwr_60ghz", "seq_index", "time_stamp[UTC]")
 META_COLUMNS = ("unit2_direction", "unit2_num_sat", "unit2_sat_used", "unit2_fix_type", "unit2_DGPS",
                 "unit2_PDOP", "unit2_HDOP")
+
+
+
+def lidar_bearings_deg(n: int = LIDAR_RANGES) -> np.ndarray:
+    """Bearing (deg) of each lidar_SCR bin centre: 216 bins over 180 deg, index 0 at +90 deg
+    (the DeepSense scenario-9 visualisation flips the scan left-right before drawing it over
+    -90..90 deg), positive towards the camera's right."""
+    return 90.0 - (np.arange(n) + 0.5) * 180.0 / n
+
 
 _TIMESTAMP = re.compile(r"^\[?\s*'?(\d{1,2})-(\d{1,2})-(\d{1,2})-(\d{1,6})'?\s*\]?$")
 
@@ -474,7 +495,7 @@ def read(sc: Scenario, modality: str, i: int) -> np.ndarray:
     return READERS[modality](sc, i)
 
 
-__all__ = ["COLUMNS", "MODALITY_COLUMNS", "N_BEAMS", "LIDAR_RANGES", "RADAR_SHAPE", "IMAGE_SIZE",
-           "FRAME_INTERVAL_S", "Scenario", "Summary", "open_scenario", "read", "read_image", "read_power",
-           "read_lidar", "read_lidar_raw", "read_radar", "read_gps", "parse_timestamp", "format_timestamp",
-           "decode_jpeg"]
+__all__ = ["COLUMNS", "MODALITY_COLUMNS", "N_BEAMS", "LIDAR_RANGES", "RADAR_SHAPE", "IMAGE_SIZE", "FRAME_INTERVAL_S",
+           "Scenario", "Summary", "open_scenario", "read", "check_file", "read_image", "read_power", "read_lidar",
+           "read_lidar_raw", "read_radar", "read_gps", "parse_timestamp", "format_timestamp", "decode_jpeg",
+           "lidar_bearings_deg"]

@@ -120,8 +120,7 @@ def _panel(ax, sc: ds.Scenario, modality: str, i: int) -> None:
         ax.set_yticks([])
     elif modality == "lidar":
         scan = ds.read_lidar(sc, i)
-        bearings = 90.0 - (np.arange(len(scan)) + 0.5) * 180.0 / len(scan)
-        ax.plot(bearings, scan, ".", ms=2)
+        ax.plot(ds.lidar_bearings_deg(len(scan)), scan, ".", ms=2)
         ax.set_xlim(-90, 90)
         ax.set_xlabel("bearing (deg)", fontsize=7)
         ax.set_ylabel("range (m)", fontsize=7)

@@ -24,31 +24,36 @@ from __future__ import annotations
 
 import numpy as np
 
+from beamc.data.deepsense import N_BEAMS
 from beamc.data.synth.street import segment_hits_box
 from beamc.data.synth.v2i_scene import KIND_PEDESTRIAN, KIND_POLE, FrameState, World
 
 C = 299_792_458.0
 F_CARRIER = 60e9
 N_ANTENNAS = 16
-N_BEAMS = 64
 GAMMA_GROUND, GAMMA_WALL, GAMMA_VEHICLE = -0.5, 0.35, 0.5
 POLE_RCS = 1.0
 POWER_SCALE = 1e-4  # written power = received / noise power * POWER_SCALE (arbitrary units)
 
 
-def codebook(fov_deg: float) -> np.ndarray:
-    """[64, 16] unit-norm beamforming vectors."""
-    u = np.linspace(-1, 1, N_BEAMS) * np.sin(np.radians(fov_deg / 2))
-    return np.exp(1j * np.pi * np.outer(u, np.arange(N_ANTENNAS))) / np.sqrt(N_ANTENNAS)
+def beam_sines(fov_deg: float) -> np.ndarray:
+    """sin of each beam's steering bearing: uniform over +-sin(fov/2), beam 0 towards -x."""
+    return np.linspace(-1, 1, N_BEAMS) * np.sin(np.radians(fov_deg / 2))
 
 
 def beam_angles_deg(fov_deg: float) -> np.ndarray:
     """Steering bearing (deg) of each beam."""
-    return np.degrees(np.arcsin(np.linspace(-1, 1, N_BEAMS) * np.sin(np.radians(fov_deg / 2))))
+    return np.degrees(np.arcsin(beam_sines(fov_deg)))
 
 
 def steering(sin_theta: np.ndarray) -> np.ndarray:
+    """[P, 16] array responses exp(j pi n sin theta)."""
     return np.exp(1j * np.pi * np.outer(np.atleast_1d(sin_theta), np.arange(N_ANTENNAS)))
+
+
+def codebook(fov_deg: float) -> np.ndarray:
+    """[64, 16] unit-norm beamforming vectors."""
+    return steering(beam_sines(fov_deg)) / np.sqrt(N_ANTENNAS)
 
 
 def _free_space(d: np.ndarray | float, lam: float) -> np.ndarray:

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from beamc.data.deepsense import IMAGE_SIZE
 from beamc.data.synth.v2i_scene import KIND_PEDESTRIAN, KIND_VEHICLE, FrameState, World
 
-WIDTH, HEIGHT = 960, 540
+WIDTH, HEIGHT = IMAGE_SIZE
 PITCH_DEG = 4.0
 NOISE_STD = 2.5
 NOISE_BANK = 4

@@ -25,28 +25,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from beamc.data.deepsense import RADAR_SHAPE, lidar_bearings_deg
 from beamc.data.synth.v2i_scene import KIND_PEDESTRIAN, KIND_POLE, KIND_VEHICLE, FrameState, World, ray_box_2d
 
 C = 299_792_458.0
 LIDAR_HEIGHT = 1.0
-LIDAR_BINS = 216
 LIDAR_MAX_RANGE = 40.0
 LIDAR_NOISE_M = 0.02
 LIDAR_DROPOUT = 0.005
 SCR_TOLERANCE = 0.3
 RAW_STEP_DEG = 0.5
 
-RADAR = {"f0": 77e9, "slope": 15.015e12, "fs": 5e6, "samples": 256, "chirps": 128, "rx": 4,
-         "chirp_period": 65e-6}
+RADAR = {"f0": 77e9, "slope": 15.015e12, "fs": 5e6, "rx": RADAR_SHAPE[0], "samples": RADAR_SHAPE[1],
+         "chirps": RADAR_SHAPE[2], "chirp_period": 65e-6}
 RADAR_NOISE = 0.02
 RCS = {KIND_VEHICLE: 10.0, KIND_PEDESTRIAN: 1.0, KIND_POLE: 3.0}
 WALL_RCS = 0.5
 HIDDEN_GAIN = 0.05
-
-
-def lidar_bearings_deg(n: int = LIDAR_BINS) -> np.ndarray:
-    """Bearing of each SCR bin centre, index 0 at +90 deg."""
-    return 90.0 - (np.arange(n) + 0.5) * 180.0 / n
 
 
 def _scan(state_boxes: np.ndarray, heights_ok: np.ndarray, w: World, bearings_deg: np.ndarray) -> np.ndarray:
