@@ -302,11 +302,12 @@ def generate(cfg: DeepSenseSynthConfig, out: str | Path, *, progress: bool = Fal
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the finished scenario is an ordinary folder
     try:
         rows = _write_scenario(cfg, tmp, progress)
-        if out.exists():
-            out.rmdir()
         try:
+            if out.exists():
+                out.rmdir()  # an empty folder made by the user
             tmp.rename(out)
         except OSError:
             if out.exists() and any(out.iterdir()):  # someone else finished the same folder first
