@@ -118,7 +118,7 @@ def topk(logits: np.ndarray, y: np.ndarray, k: int) -> list[float]:
     return [float(hit[:, s][valid[:, s]].mean()) for s in range(y.shape[1])]
 
 
-def run(modality: str = "lidar", sequences: int = 60, seed: int = 0, epochs: int = 15, batch: int = 32) -> dict:
+def run(modality: str = "lidar", sequences: int = 60, seed: int = 0, epochs: int = 20, batch: int = 32) -> dict:
     import torch
     from torch import nn
 
@@ -151,7 +151,7 @@ def main() -> None:
     ap.add_argument("--modality", choices=["lidar", "camera"], default="lidar")
     ap.add_argument("--sequences", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args()
     res = run(args.modality, args.sequences, args.seed, args.epochs)
