@@ -30,3 +30,19 @@ def cached_street(cfg: StreetConfig) -> tuple[Path, str, str]:
                 shutil.rmtree(tmp, ignore_errors=True)
     sub6_name, mmw_name = (folder / ".complete").read_text().split()
     return folder, sub6_name, mmw_name
+
+
+def cached_deepsense(cfg) -> Path:
+    """The DeepSense-format V2I scenario for `cfg` (a DeepSenseSynthConfig), generated once
+    into the cache and reused; `generate` builds it under a temporary name and renames it,
+    so a killed run never leaves a half-written folder that looks finished."""
+    from beamc.data.synth.v2i import GENERATOR_VERSION as V2I_VERSION
+    from beamc.data.synth.v2i import generate as generate_v2i
+
+    folder = cache_root() / "deepsense-synth" / f"v2i-{fingerprint(cfg)}-v{V2I_VERSION}"
+    if not folder.exists():
+        try:
+            generate_v2i(cfg, folder, progress=True)
+        except FileExistsError:  # another process finished the same scenario first
+            pass
+    return folder
