@@ -121,7 +121,7 @@ def fit(model: nn.Module, *, label: str, cfg: TrainConfig, train_batches: Callab
         if not math.isnan(val_loss) and val_loss < best["val_loss"]:
             best = {"val_loss": val_loss, "epoch": epoch, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             bad_epochs = 0
-        else:
+        elif not math.isnan(val_loss):  # without a validation split there is nothing to stop on
             bad_epochs += 1
         stopped = cfg.patience > 0 and bad_epochs >= cfg.patience
         finished = stopped or epoch == cfg.epochs
