@@ -194,6 +194,7 @@ class QuantizedOnnx:
         source_bytes = self.source.read_bytes()
         settings = quant_settings(self.cfg)
         key = calibration_key(source_bytes, self.calibration, settings)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp_out = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             hit = self._calibrate_and_quantize(key, tmp_out)
