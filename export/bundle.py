@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from beamc.errors import BeamcError
-from beamc.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from beamc.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, resolve_run_dir
 from beamc.export import trt_build
 from beamc.export.profiles import HardwareProfile, load_profile, with_overrides
 from beamc.export.verify import GateFailure, Golden, accuracy, ort_predictor, run_all
@@ -329,10 +329,14 @@ def default_bundle_dir(run_path: Path, target: str, precision: str) -> Path:
     return Path("bundles") / f"{run_path.name}-{target}-{precision}"
 
 
-def _prepare_dir(out: Path) -> Path:
-    """A fresh staging folder next to `out`; an existing non-bundle folder is never touched."""
-    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").exists():
+def _check_out(out: Path) -> None:
+    """An existing folder is replaced only when it is a bundle (or empty)."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").exists())):
         raise BeamcError(f"--out {out} exists and is not a beamc bundle; choose an empty or new folder")
+
+
+def _prepare_dir(out: Path) -> Path:
+    """A fresh staging folder next to `out` (published by _publish when complete)."""
     staging = out.with_name(f".{out.name}.{os.getpid()}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "golden").mkdir(parents=True)
@@ -354,38 +358,26 @@ def export_run(run_dir: str | Path = "runs/latest", target: str = "jetson-orin",
                max_abs_error: float | None = None, engine: Literal["auto", "skip"] = "auto",
                log: Log = print) -> ExportResult:
     """Export a run's student for `target`; raises BeamcError (bundle kept) when a gate fails."""
-    from beamc.export.tensorrt import TrtEngineFromOnnx, tensorrt_status
-
     profile = with_overrides(load_profile(target), calibration_samples=calibration_samples,
                              max_top1_drop=max_top1_drop, max_abs_error=max_abs_error)
     precision = precision or profile.default_precision
     if precision not in profile.precisions:
         raise BeamcError(f"target '{profile.name}' runs {', '.join(profile.precisions)}; --precision {precision} is not one of them")
-    src = load_source(run_dir, log)
-    out_dir = Path(out) if out is not None else default_bundle_dir(src.path, profile.name, precision)
+    run_path = resolve_run_dir(run_dir)
+    out_dir = Path(out) if out is not None else default_bundle_dir(run_path, profile.name, precision)
+    _check_out(out_dir)
+    src = load_source(run_path, log)
     bundle = _prepare_dir(out_dir)
     try:
-        return _export_into(bundle, out_dir, src, profile, precision, fmt, engine, log, TrtEngineFromOnnx, tensorrt_status)
+        return _export_into(bundle, out_dir, src, profile, precision, fmt, engine, log)
     finally:
         shutil.rmtree(bundle, ignore_errors=True)  # only left behind when something failed before publishing
 
 
-def _export_into(bundle: Path, out_dir: Path, src: Source, profile: HardwareProfile, precision: str, fmt: str,
-                 engine: str, log: Log, TrtEngineFromOnnx: Any, tensorrt_status: Any) -> ExportResult:
-    test_inputs, test_labels = src.data.arrays("test")
-    idx = golden_indices(len(test_labels), profile.golden_samples)
-    topk = tuple(getattr(src.recipe.task, "topk", (1, 3, 5)))
-    g_inputs = tuple(x[idx] for x in test_inputs)
-    golden = Golden(g_inputs, test_labels[idx], torch_outputs(src.model, g_inputs), topk)
-    names = [s.name for s in src.inputs]
-    files = golden_files(names)
-    for n, x in zip(names, golden.inputs):
-        _npy(bundle / files[n], x)
-    _npy(bundle / "golden" / "outputs.npy", golden.outputs)
-    _npy(bundle / "golden" / "labels.npy", golden.labels)
-
+def _draft_manifest(src: Source, profile: HardwareProfile, precision: str, idx: np.ndarray,
+                    files: dict[str, str]) -> dict[str, Any]:
     out_spec = src.outputs[0]
-    manifest: dict[str, Any] = {
+    return {
         "format": FORMAT, "status": "ok", "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "target": profile.name, "precision": precision,
         "run": {"path": str(src.path), "name": src.path.name, "recipe": src.recipe.name,
@@ -404,6 +396,22 @@ def _export_into(bundle: Path, out_dir: Path, src: Source, profile: HardwareProf
                    "outputs_by_precision": {}, "test_indices": idx.tolist()},
         "profile": profile.to_dict(), "versions": versions(),
     }
+
+
+def _export_into(bundle: Path, out_dir: Path, src: Source, profile: HardwareProfile, precision: str, fmt: str,
+                 engine: str, log: Log) -> ExportResult:
+    test_inputs, test_labels = src.data.arrays("test")
+    idx = golden_indices(len(test_labels), profile.golden_samples)
+    topk = tuple(getattr(src.recipe.task, "topk", (1, 3, 5)))
+    g_inputs = tuple(x[idx] for x in test_inputs)
+    golden = Golden(g_inputs, test_labels[idx], torch_outputs(src.model, g_inputs), topk)
+    names = [s.name for s in src.inputs]
+    files = golden_files(names)
+    for n, x in zip(names, golden.inputs):
+        _npy(bundle / files[n], x)
+    _npy(bundle / "golden" / "outputs.npy", golden.outputs)
+    _npy(bundle / "golden" / "labels.npy", golden.labels)
+    manifest = _draft_manifest(src, profile, precision, idx, files)
     parity: dict[str, Any] = {"target": profile.name, "precision": precision, "golden_samples": int(len(idx)),
                               "definitions": "max_rel_error = max_abs_error / max|reference|; accuracies in percent; "
                                              "top1_drop_points = fp32 minus reduced precision Top-1 on the test split"}
@@ -426,7 +434,7 @@ def _export_into(bundle: Path, out_dir: Path, src: Source, profile: HardwareProf
         manifest["engine"]["reason"] = f"target '{profile.name}' runs ONNX Runtime: no engine to build"
     device_files(bundle, manifest)
     if failure is None and manifest["engine"].get("settings"):
-        failure = _engine(bundle, manifest, profile, engine, log, TrtEngineFromOnnx, tensorrt_status)
+        failure = _engine(bundle, manifest, engine, log)
     if fmt == "triton" and manifest["model_file"]:
         manifest["triton"] = triton_files(bundle, manifest, (bundle / "model.plan").exists())
     parity["gates"] = _gates_summary(parity) + manifest["engine"].get("verification", {}).get("gates", [])
@@ -443,10 +451,11 @@ def _export_into(bundle: Path, out_dir: Path, src: Source, profile: HardwareProf
     return ExportResult(out_dir, manifest, parity)
 
 
-def _engine(bundle: Path, manifest: dict[str, Any], profile: HardwareProfile, engine: str, log: Log,
-            TrtEngineFromOnnx: Any, tensorrt_status: Any) -> GateFailure | None:
+def _engine(bundle: Path, manifest: dict[str, Any], engine: str, log: Log) -> GateFailure | None:
     """Step 3 when TensorRT and a GPU are here (fills manifest["engine"]); otherwise the
     manifest says that the device builds it. Returns the engine's gate failure, if any."""
+    from beamc.export.tensorrt import TrtEngineFromOnnx, tensorrt_status
+
     info = manifest["engine"]
     if engine == "skip":
         info["reason"] = "skipped (--no-engine): build it on the device with build_engine.py"
@@ -461,6 +470,10 @@ def _engine(bundle: Path, manifest: dict[str, Any], profile: HardwareProfile, en
     except GateFailure as e:
         info.update(built=True, file="model.plan", verification=e.parity)
         return e
+    except BeamcError as e:  # e.g. a TensorRT here outside the target's range: the ONNX bundle still ships
+        info["reason"] = f"{e}. The engine will be built on the device: python3 build_engine.py"
+        log(f"TensorRT engine: not built here ({e})")
+        return None
     info.update(built=True, file=art.path.name, tensorrt=art.report["tensorrt"], device=art.report.get("device"),
                 verification=art.report.get("verification"), latency_ms=art.report.get("latency_ms"))
     return None

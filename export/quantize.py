@@ -152,7 +152,7 @@ class QuantizedOnnx:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_root() / "calibration"
         self.calibration_info = dict(calibration_info or {})
 
-    def _quantize(self, cache_file: Path, out: Path) -> None:
+    def _quantize(self, cache_file: Path | None, out: Path) -> None:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         names = [i.name for i in ort_session(self.source).get_inputs()]
@@ -165,10 +165,18 @@ class QuantizedOnnx:
                             weight_type=QuantType.QInt8, calibrate_method=method,
                             extra_options={"ActivationSymmetric": sym, "WeightSymmetric": True,
                                            "OpTypesToExcludeOutputQuantization": list(FLOAT_OUTPUT_OPS)},
-                            calibration_cache_path=str(cache_file))
+                            **({} if cache_file is None else {"calibration_cache_path": str(cache_file)}))
 
-    def _calibrate_and_quantize(self, key: str, out: Path) -> bool:
-        """Quantize into `out`; True when the cached ranges were used."""
+    def _calibrate_and_quantize(self, key: str, out: Path) -> bool | None:
+        """Quantize into `out`; True when the cached ranges were used, None when this
+        onnxruntime cannot cache them (quantize_static got calibration_cache_path in 2026)."""
+        import inspect
+
+        from onnxruntime.quantization import quantize_static
+
+        if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+            self._quantize(None, out)
+            return None
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         final = self.cache_dir / f"{key}.json"
         if final.exists():
@@ -207,7 +215,8 @@ class QuantizedOnnx:
         blob = proto.SerializeToString()
         atomic_write_bytes(self.path, blob)
         cache_file = self.cache_dir / f"{key}.json"
-        atomic_write_bytes(self.path.parent / "calibration.json", cache_file.read_bytes())  # ranges used, for audit
+        if hit is not None:
+            atomic_write_bytes(self.path.parent / "calibration.json", cache_file.read_bytes())  # ranges used, for audit
 
         int8 = ort_predictor(ort_session(blob))
         fp32 = ort_predictor(ort_session(self.source))
@@ -217,8 +226,9 @@ class QuantizedOnnx:
                   "vs_pytorch": compare(int8_golden, self.golden.outputs),
                   "accuracy": accuracy(int8_golden, self.golden.labels, self.golden.topk),
                   "reference_accuracy": accuracy(self.golden.outputs, self.golden.labels, self.golden.topk)}
-        calibration = {"cache_key": key, "cache_hit": hit, "cache_file": str(cache_file), "bundle_file": "calibration.json",
-                       "settings": settings, **self.calibration_info}
+        calibration = {"cache_key": key, "cache_hit": hit, "cache_file": None if hit is None else str(cache_file),
+                       "bundle_file": None if hit is None else "calibration.json", "settings": settings,
+                       **self.calibration_info}
         artifact = QuantArtifact(self.path, parity, calibration, qdq)
         if self.test is not None:
             artifact.test = accuracy_drop(int8, fp32, self.test, "int8", self.max_top1_drop, self.golden.topk)

@@ -379,6 +379,25 @@ def test_cli_export_errors_are_one_line(run_dir):
     assert res.returncode == 2 and res.stderr.strip() == f"error: run directory not found: {run_dir / 'nope'}"
 
 
+def test_out_folder_that_is_not_a_bundle_is_never_replaced(run_dir, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(BeamcError) as e:
+        export_run(run_dir, "cpu", precision="fp32", out=tmp_path, log=quiet)
+    assert str(e.value) == f"--out {tmp_path} exists and is not a beamc bundle; choose an empty or new folder"
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_exporting_again_replaces_the_bundle(run_dir, fp32_cpu, tmp_path):
+    import shutil
+
+    out = tmp_path / "again"
+    shutil.copytree(fp32_cpu.path, out)
+    (out / "stale.txt").write_text("from an older export")
+    res = export_run(run_dir, "cpu", precision="fp32", out=out, log=quiet)
+    assert not (out / "stale.txt").exists() and read_bundle(out)["files"] == res.manifest["files"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no staging folders left behind
+
+
 def test_cli_export_prints_summary_and_next_steps(run_dir, tmp_path):
     out = tmp_path / "b"
     res = beamc("export", str(run_dir), "--target", "jetson-orin", "--precision", "fp32", "--out", str(out))
