@@ -61,7 +61,10 @@ class Int8Section:
     calibration_samples: int = opt(512, ge=1, doc="training samples used for calibration (stratified by beam)")
     method: Literal["minmax", "entropy", "percentile"] = opt("minmax", doc="activation range calibration method")
     per_channel: bool = opt(True, doc="per-output-channel weight scales")
-    symmetric_activations: bool = opt(True, doc="zero-point 0 int8 activations (TensorRT requires it)")
+    symmetric_activations: bool = opt(True, doc="zero-point 0 int8 activations (TensorRT requires it); false: "
+                                                "asymmetric uint8 activations (CPU kernels)")
+    quantize_bias: bool = opt(False, doc="int32 biases with their own DequantizeLinear (ONNX Runtime CPU kernels); "
+                                         "false keeps float biases, the form TensorRT's Q/DQ parser takes")
 
 
 @dataclass(frozen=True)

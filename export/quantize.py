@@ -96,7 +96,7 @@ def quant_settings(cfg: Int8Section) -> dict[str, Any]:
     import onnxruntime
 
     return {"method": cfg.method, "per_channel": cfg.per_channel, "symmetric_activations": cfg.symmetric_activations,
-            "format": "QDQ", "weights": "int8", "float_outputs": list(FLOAT_OUTPUT_OPS), "activations": "int8" if cfg.symmetric_activations else "uint8",
+            "format": "QDQ", "weights": "int8", "float_outputs": list(FLOAT_OUTPUT_OPS), "quantize_bias": cfg.quantize_bias, "activations": "int8" if cfg.symmetric_activations else "uint8",
             "onnxruntime": onnxruntime.__version__}
 
 
@@ -164,6 +164,7 @@ class QuantizedOnnx:
                             per_channel=self.cfg.per_channel, activation_type=QuantType.QInt8 if sym else QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=method,
                             extra_options={"ActivationSymmetric": sym, "WeightSymmetric": True,
+                                           "QuantizeBias": self.cfg.quantize_bias,
                                            "OpTypesToExcludeOutputQuantization": list(FLOAT_OUTPUT_OPS)},
                             **({} if cache_file is None else {"calibration_cache_path": str(cache_file)}))
 

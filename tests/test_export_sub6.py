@@ -171,10 +171,11 @@ def test_int8_has_qdq_nodes_and_is_verified(int8_orin, data):
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
     assert m["quantization"]["qdq_nodes"] == ops.count("QuantizeLinear") + ops.count("DequantizeLinear")
-    # symmetric int8 activations and weights (what TensorRT's explicit quantization needs);
-    # biases are int32 with zero-point 0
+    # symmetric int8 activations and weights, float biases: what TensorRT's explicit quantization takes
     zps = [onnx.numpy_helper.to_array(t) for t in proto.graph.initializer if t.name.endswith("zero_point")]
-    assert {z.dtype for z in zps} == {np.dtype(np.int8), np.dtype(np.int32)} and not any(z.any() for z in zps)
+    assert {z.dtype for z in zps} == {np.dtype(np.int8)} and not any(z.any() for z in zps)
+    biases = [t for t in proto.graph.initializer if t.name.endswith("bias")]
+    assert biases and {t.data_type for t in biases} == {onnx.TensorProto.FLOAT}
     assert m["models"] == {"fp32": "model.onnx", "int8": "model_int8.onnx"} and m["model_file"] == "model_int8.onnx"
 
     x = np.load(bundle / "golden" / "inputs.npy")
