@@ -98,6 +98,12 @@ def golden_indices(n: int, count: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, num=min(count, n)).round().astype(np.int64)) if n else np.zeros(0, np.int64)
 
 
+def golden_count(inputs: tuple[np.ndarray, ...], count: int, max_mib: int) -> int:
+    """`count`, reduced so the golden inputs stay under max_mib (sequences of images are large)."""
+    per_sample = sum(x[:1].nbytes for x in inputs) or 1
+    return max(1, min(count, (max_mib << 20) // per_sample))
+
+
 def golden_files(names: list[str]) -> dict[str, str]:
     if len(names) == 1:
         return {names[0]: "golden/inputs.npy"}
@@ -401,7 +407,7 @@ def _draft_manifest(src: Source, profile: HardwareProfile, precision: str, idx: 
 def _export_into(bundle: Path, out_dir: Path, src: Source, profile: HardwareProfile, precision: str, fmt: str,
                  engine: str, log: Log) -> ExportResult:
     test_inputs, test_labels = src.data.arrays("test")
-    idx = golden_indices(len(test_labels), profile.golden_samples)
+    idx = golden_indices(len(test_labels), golden_count(test_inputs, profile.golden_samples, profile.golden_max_mib))
     topk = tuple(getattr(src.recipe.task, "topk", (1, 3, 5)))
     g_inputs = tuple(x[idx] for x in test_inputs)
     golden = Golden(g_inputs, test_labels[idx], torch_outputs(src.model, g_inputs), topk)
@@ -479,5 +485,5 @@ def _engine(bundle: Path, manifest: dict[str, Any], engine: str, log: Log) -> Ga
     return None
 
 
-__all__ = ["export_run", "ExportResult", "read_bundle", "file_table", "golden_indices", "golden_files",
+__all__ = ["export_run", "ExportResult", "read_bundle", "file_table", "golden_indices", "golden_count", "golden_files",
            "default_bundle_dir", "FORMAT", "device_files", "load_source", "Source"]

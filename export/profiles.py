@@ -98,6 +98,7 @@ class HardwareProfile:
     dla_cores: int = opt(0, ge=0, doc="deep learning accelerator cores on the device")
     onnx_opset: int = opt(20, ge=13, le=23, doc="ONNX opset written (TensorRT 8.5 parses <= 17)")
     golden_samples: int = opt(256, ge=1, doc="test samples stored as golden inputs/outputs")
+    golden_max_mib: int = opt(64, ge=1, doc="cap on the golden inputs' size: fewer samples for large inputs (video)")
     batch: BatchProfile = opt(factory=BatchProfile, doc="batch sizes")
     tensorrt: TensorRTSection | None = opt(None, doc="TensorRT build settings (tensorrt runtime only)")
     int8: Int8Section = opt(factory=Int8Section, doc="int8 quantization")

@@ -126,3 +126,10 @@ def test_cli_profiles_list_show_and_errors():
                                  "workspace_mib": 512, "dla_core": -1, "gpu_fallback": True}
     res = beamc("profiles", "list", "--json")
     assert [p["name"] for p in json.loads(res.stdout)] == KNOWN.split(", ")
+
+
+def test_cli_help_lists_export_and_profiles():
+    res = beamc("--help")
+    assert res.returncode == 0 and "export" in res.stdout and "profiles" in res.stdout
+    text = beamc("export", "--help").stdout
+    assert "Examples" in text and "beamc export --target jetson-orin" in text and "--max-top1-drop" in text

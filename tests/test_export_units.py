@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from beamc.export.bundle import golden_files, golden_indices
+from beamc.export.bundle import golden_count, golden_files, golden_indices
 from beamc.export.quantize import class_coverage, stratified_indices
 from beamc.export.triton import config_pbtxt, model_name
 from beamc.export.verify import accuracy, compare
@@ -52,6 +52,8 @@ def test_parity_numbers():
 def test_golden_indices_and_file_names():
     assert golden_indices(10, 4).tolist() == [0, 3, 6, 9]
     assert golden_indices(3, 256).tolist() == [0, 1, 2]
+    video = (np.zeros((2, 8, 3, 224, 224), dtype=np.float32),)  # 4.6 MiB per sample
+    assert golden_count(video, 256, 64) == 13 and golden_count((np.zeros((2, 256), np.float32),), 256, 64) == 256
     assert golden_files(["csi"]) == {"csi": "golden/inputs.npy"}
     assert golden_files(["image", "radar"]) == {"image": "golden/inputs_image.npy", "radar": "golden/inputs_radar.npy"}
 
