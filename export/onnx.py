@@ -243,13 +243,18 @@ class OnnxFromTorch:
         if self.simplify:
             import onnxslim
 
-            with _quiet():
-                slim = onnxslim.slim(raw)
+            try:
+                with _quiet():
+                    slim = onnxslim.slim(raw)
+            except Exception as e:  # noqa: BLE001 - simplification is an optimisation, never a reason to fail
+                slim = None
+                notes.append(f"onnxslim failed ({type(e).__name__}); kept the unsimplified export")
             if slim is not None and _batch_is_dynamic(slim):
                 slim_blob = self._finish(slim)
                 slim_parity, slim_checked = self._verify(slim_blob)
                 slim_gates = self._gates(slim_parity)
-                if all(g["passed"] for g in slim_gates):
+                raw_passed = all(g["passed"] for g in gates)
+                if all(g["passed"] for g in slim_gates) or not raw_passed:
                     blob, simplified, parity, checked, gates = slim_blob, True, slim_parity, slim_checked, slim_gates
                 else:
                     notes.append("onnxslim result missed the parity gate; kept the unsimplified export")
