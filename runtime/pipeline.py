@@ -1,0 +1,372 @@
+"""`beamc run`: Source -> Preprocess -> Engine -> Sinks, with bounded queues between threads.
+
+    source thread   reads/decodes frames, releases recordings at their timestamps (or --rate,
+                    or as fast as possible); when the worker falls behind a paced or live
+                    source it drops the frame (a base station cannot stall its sensors), an
+                    unpaced replay waits instead
+    worker thread   the task's stream preprocessor (from the bundle manifest; history reset
+                    when the sequence/user changes) and the engine, micro-batching frames
+                    that are already waiting when --micro-batch > 1
+    main thread     measurement (labels, power, baseline on the same preprocessed inputs),
+                    predictions.jsonl, the live console view, and the report
+
+Ctrl-C (SIGINT) stops the source, lets the queued frames finish and writes the report; a
+second Ctrl-C aborts at once (the report is still written). A source that dies ends the run
+with its message in the report (status "source_failed").
+
+Clock: `t_arrival` is when a frame reached the base station (its release instant for a
+replay, its receipt for a live source); latency stages are read (decode), queue, preprocess,
+engine, and end to end = engine done - arrival, which a deadline miss compares with the slot.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from beamc.errors import BeamcError
+from beamc.runtime.frames import END, SHAPE_MISMATCH, BadFrame, Frame, FrameError
+
+# Default slot (deadline) per task, ms. vision: the 128 ms slots of the vision paper;
+# lidar / camera_radar: the DeepSense sensing period they run on (111 ms median between
+# rows of scenario 9); sub6: one SSB burst period (20 ms, the 5G NR default) since a sub-6
+# CSI snapshot per user per burst is what the predictor consumes.
+SLOT_MS = {"vision": 128.0, "lidar": 111.0, "camera_radar": 111.0, "sub6": 20.0}
+SLOT_MS_FALLBACK = 100.0
+STAGES = ("read", "queue", "preprocess", "engine", "e2e")
+MAX_IDS = 100  # frame ids kept per bad-frame reason
+
+
+def default_slot_ms(task: str) -> tuple[float, str]:
+    return (SLOT_MS[task], f"task default ({task})") if task in SLOT_MS else (SLOT_MS_FALLBACK, "fallback (task has no default)")
+
+
+@dataclass
+class RunOptions:
+    bundle: Path
+    source: str
+    engine: str = "ort"
+    baseline: Path | None = None
+    report: Path = Path("report.json")
+    out: Path | None = None
+    pace: str = "timestamps"            # timestamps | rate | afap
+    rate: float | None = None
+    topk: int = 5
+    slot_ms: float | None = None
+    max_frames: int = 0
+    queue_size: int = 8
+    micro_batch: int = 1
+    threads: int = 1
+    live_view: bool = False
+    plots: bool = True
+    seed: int = 0
+    log: Callable[[str], None] = field(default=lambda s: None)
+
+
+@dataclass
+class _Warmup:
+    frame: Frame
+
+
+@dataclass
+class _Result:
+    frame: Frame
+    inputs: tuple[np.ndarray, ...]
+    logits: np.ndarray
+    t_pre0: float
+    t_pre1: float
+    t_eng0: float
+    t_eng1: float
+    batch: int
+
+
+class _Stop(Exception):
+    pass
+
+
+class Pipeline:
+    def __init__(self, opts: RunOptions):
+        from beamc.export.bundle import read_bundle
+        from beamc.registry import TASKS
+        from beamc.schema import parse
+
+        self.opts = opts
+        self.manifest = read_bundle(opts.bundle)
+        task_name = self.manifest["task"]["name"]
+        self.task = TASKS.get(task_name)
+        task_cfg = parse(self.task.TaskConfig, self.manifest["task"]["config"], "task")
+        self.pre = self.task.stream_preprocessor(task_cfg, self.manifest["task"]["preprocess"], "student")
+        self.task_name = task_name
+        if opts.slot_ms is not None:
+            self.slot_ms, self.slot_source = float(opts.slot_ms), "--slot-ms"
+        else:
+            self.slot_ms, self.slot_source = default_slot_ms(task_name)
+        if opts.pace not in ("timestamps", "rate", "afap"):
+            raise BeamcError(f"pace: expected timestamps, rate or afap, found {opts.pace!r}")
+        if opts.pace == "rate" and not (opts.rate and opts.rate > 0):
+            raise BeamcError(f"--rate: expected a positive number of frames per second, found {opts.rate}")
+        if opts.topk < 1:
+            raise BeamcError(f"--topk: expected >= 1, found {opts.topk}")
+        self.stop = threading.Event()
+        self.q_in: queue.Queue = queue.Queue(maxsize=max(1, opts.queue_size))
+        self.q_out: queue.Queue = queue.Queue(maxsize=max(64, 4 * opts.queue_size))
+        # what the threads report back
+        self.source_error: str | None = None
+        self.source_traceback: str | None = None
+        self.worker_error: str | None = None
+        self.source_ended = False
+        self.max_frames_hit = False
+        self.interrupted = False
+        self.dropped: list[int] = []
+        self.received = 0
+
+    # ------------------------------------------------------------------ source thread
+    def _put(self, item: Any, drop_when_full: bool) -> bool:
+        if drop_when_full:
+            try:
+                self.q_in.put_nowait(item)
+                return True
+            except queue.Full:
+                return False
+        while True:
+            try:
+                self.q_in.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if self.stop.is_set() and item is not END:
+                    raise _Stop from None
+
+    def _sleep_until(self, when: float) -> None:
+        while True:
+            left = when - time.perf_counter()
+            if left <= 0:
+                return
+            if self.stop.is_set():
+                raise _Stop
+            time.sleep(min(left, 0.05))
+
+    def _produce(self) -> None:
+        opts, src = self.opts, self.source
+        paced = not src.live and opts.pace != "afap"
+        drop = src.live or paced
+        start, t_first, n = None, None, 0
+        try:
+            for item in src.frames():
+                if self.stop.is_set():
+                    break
+                if isinstance(item, BadFrame):
+                    self._put(item, False)
+                    continue
+                if paced:
+                    if start is None:
+                        start, t_first = time.perf_counter(), item.t
+                    due = (item.t - t_first) if opts.pace == "timestamps" else n / opts.rate
+                    self._sleep_until(start + due)
+                item.t_arrival = time.perf_counter()
+                n += 1
+                self.received = n
+                if item.load is not None:
+                    try:
+                        item.load()
+                    except FrameError as e:
+                        self._put(BadFrame(item.id, e.reason, str(e), item.t), False)
+                        item = None
+                if item is not None:
+                    item.t_read = time.perf_counter()
+                    if not self._put(item, drop):
+                        self.dropped.append(item.id)
+                if opts.max_frames and n >= opts.max_frames:
+                    self.max_frames_hit = True
+                    break
+            else:
+                self.source_ended = True
+        except _Stop:
+            pass
+        except BeamcError as e:  # SourceDied and readers' errors: the source cannot go on
+            self.source_error = str(e)
+        except Exception as e:  # noqa: BLE001 - a crash in a source is reported, and the report written
+            self.source_error = f"source crashed: {type(e).__name__}: {e}"
+            self.source_traceback = traceback.format_exc()
+        finally:
+            self._put(END, False)
+
+    # ------------------------------------------------------------------ worker thread
+    def _prepare(self, frame: Frame) -> Any:
+        """Preprocessed inputs, a _Warmup while the window fills, or a BadFrame."""
+        if frame.key is not None and frame.key != self._key:
+            self.pre.reset()
+        self._key = frame.key
+        try:
+            return self.pre.push(frame.data)
+        except BeamcError as e:
+            return BadFrame(frame.id, SHAPE_MISMATCH, f"frame {frame.id}: {e}", frame.t)
+
+    def _work(self) -> None:
+        self._key = object()
+        mb = max(1, self.opts.micro_batch)
+        try:
+            while True:
+                item = self.q_in.get()
+                if item is END:
+                    break
+                if isinstance(item, BadFrame):
+                    self.q_out.put(item)
+                    continue
+                batch: list[tuple[Frame, tuple[np.ndarray, ...], float, float]] = []
+                end = False
+                while True:
+                    t0 = time.perf_counter()
+                    inputs = self._prepare(item)
+                    t1 = time.perf_counter()
+                    if isinstance(inputs, BadFrame):
+                        self.q_out.put(inputs)
+                    elif inputs is None:
+                        self.q_out.put(_Warmup(item))
+                    else:
+                        batch.append((item, inputs, t0, t1))
+                    if len(batch) >= mb:
+                        break
+                    try:  # micro-batching: only frames already waiting, never wait for more
+                        item = self.q_in.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is END:
+                        end = True
+                        break
+                    if isinstance(item, BadFrame):
+                        self.q_out.put(item)
+                        break
+                if batch:
+                    inputs = batch[0][1] if len(batch) == 1 else \
+                        tuple(np.concatenate([b[1][j] for b in batch]) for j in range(len(batch[0][1])))
+                    te0 = time.perf_counter()
+                    logits = self.engine.run(inputs)
+                    te1 = time.perf_counter()
+                    for j, (frame, x, t0, t1) in enumerate(batch):
+                        self.q_out.put(_Result(frame, x, logits[j], t0, t1, te0, te1, len(batch)))
+                if end:
+                    break
+        except Exception as e:  # noqa: BLE001 - engine failures end the run with a report
+            self.worker_error = f"{type(e).__name__}: {e}"
+            self.worker_traceback = traceback.format_exc()
+            self.stop.set()
+            self.source.stopping.set()
+            while True:  # let the source thread finish: drain until its END
+                if self.q_in.get() is END:
+                    break
+        finally:
+            self.q_out.put(END)
+
+    # ------------------------------------------------------------------ main thread
+    def run(self) -> dict[str, Any]:
+        from beamc.runtime.engines import open_engine
+        from beamc.runtime.report import Collector, LiveView
+        from beamc.runtime.sources import SourceContext, open_source
+
+        opts = self.opts
+        ctx = SourceContext(modalities=tuple(self.pre.modalities), manifest=self.manifest, bundle=Path(opts.bundle),
+                            seed=opts.seed)
+        self.source = open_source(opts.source, ctx)
+        collector = Collector(self, opts)
+        engine = open_engine(opts.engine, opts.bundle, self.manifest, threads=opts.threads, log=opts.log)
+        baseline = open_engine("torch", opts.bundle, self.manifest, run_dir=opts.baseline) if opts.baseline else None
+        previous = None
+        live = None
+        try:
+            with engine:
+                self.engine = engine
+                if baseline is not None:
+                    baseline.__enter__()
+                collector.engine_info = engine.describe()
+                collector.baseline_info = baseline.describe() if baseline else None
+                previous = self._install_sigint()
+                live = LiveView(collector) if opts.live_view else None
+                threads = [threading.Thread(target=self._produce, name="beamc-source", daemon=True),
+                           threading.Thread(target=self._work, name="beamc-worker", daemon=True)]
+                collector.started()
+                for t in threads:
+                    t.start()
+                try:
+                    while True:
+                        try:
+                            item = self.q_out.get(timeout=0.25)
+                        except queue.Empty:
+                            if live:
+                                live.tick()
+                            continue
+                        if item is END:
+                            break
+                        collector.add(item, baseline, self.q_in.qsize(), self.q_out.qsize())
+                        if live:
+                            live.tick()
+                except KeyboardInterrupt:  # the second Ctrl-C: stop now, still write the report
+                    self.interrupted = True
+                    self.stop.set()
+                    self.source.stopping.set()
+                for t in threads:
+                    t.join(timeout=2.0)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            if live:
+                live.close()
+            if baseline is not None:
+                baseline.close()
+            self.source.close()
+            if collector.t_start is None:  # failed while opening the engines: nothing ran
+                report = None
+            else:
+                collector.finished()
+                report = collector.report()
+                collector.write(report)
+        return report
+
+    def _install_sigint(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self.interrupted = True
+            self.stop.set()
+            self.source.stopping.set()
+            self.opts.log("interrupted: finishing the queued frames and writing the report (Ctrl-C again to abort)")
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, on_sigint)
+        return previous
+
+    def status(self) -> tuple[str, str | None]:
+        if self.worker_error:
+            return "engine_failed", self.worker_error
+        if self.source_error:
+            return "source_failed", self.source_error
+        if self.interrupted:
+            return "interrupted", "stopped by Ctrl-C (SIGINT)"
+        if self.max_frames_hit:
+            return "max_frames", f"stopped after --max-frames {self.opts.max_frames}"
+        return "completed", "end of stream"
+
+
+def run_stream(opts: RunOptions) -> dict[str, Any]:
+    """Run a bundle on a source until the stream ends, --max-frames, Ctrl-C or a failure;
+    returns the report (also written to opts.report)."""
+    return Pipeline(opts).run()
+
+
+def now_iso() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+__all__ = ["RunOptions", "Pipeline", "run_stream", "SLOT_MS", "default_slot_ms"]
