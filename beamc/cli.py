@@ -469,6 +469,8 @@ def run(
         _run_summary(rep, report)
     if rep["status"] in ("source_failed", "engine_failed"):
         raise BeamcError(f"{rep['message']} (report of the {rep['frames']['predicted']} frames processed: {report})")
+    if rep["status"] == "interrupted":
+        raise typer.Exit(130)
 
 
 def _run_summary(rep: dict[str, Any], path: Path) -> None:

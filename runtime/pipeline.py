@@ -12,7 +12,8 @@
 
 Ctrl-C (SIGINT) stops the source, lets the queued frames finish and writes the report; a
 second Ctrl-C aborts at once (the report is still written). A source that dies ends the run
-with its message in the report (status "source_failed").
+with its message in the report (status "source_failed"). A bad frame (undecodable, malformed,
+wrong shape, incomplete) is counted per reason and resets the preprocessing history.
 
 Clock: `t_arrival` is when a frame reached the base station (its release instant for a
 replay, its receipt for a live source); latency stages are read (decode), queue, preprocess,
@@ -212,6 +213,13 @@ class Pipeline:
         except BeamcError as e:
             return BadFrame(frame.id, SHAPE_MISMATCH, f"frame {frame.id}: {e}", frame.t)
 
+    def _hole(self) -> None:
+        # A frame that could not be used leaves a hole in the sequence: start the history
+        # again so that no window joins frames across it (as the offline loader splits a
+        # sequence at a skipped row).
+        self.pre.reset()
+        self._key = object()
+
     def _work(self) -> None:
         self._key = object()
         mb = max(1, self.opts.micro_batch)
@@ -221,6 +229,7 @@ class Pipeline:
                 if item is END:
                     break
                 if isinstance(item, BadFrame):
+                    self._hole()
                     self.q_out.put(item)
                     continue
                 batch: list[tuple[Frame, tuple[np.ndarray, ...], float, float]] = []
@@ -230,6 +239,7 @@ class Pipeline:
                     inputs = self._prepare(item)
                     t1 = time.perf_counter()
                     if isinstance(inputs, BadFrame):
+                        self._hole()
                         self.q_out.put(inputs)
                     elif inputs is None:
                         self.q_out.put(_Warmup(item))
@@ -245,6 +255,7 @@ class Pipeline:
                         end = True
                         break
                     if isinstance(item, BadFrame):
+                        self._hole()
                         self.q_out.put(item)
                         break
                 if batch:

@@ -61,7 +61,7 @@ class Collector:
         self.t_start, self.wall_start = time.perf_counter(), now_iso()
         if self.opts.out:
             Path(self.opts.out).parent.mkdir(parents=True, exist_ok=True)
-            self.jsonl = open(self.opts.out, "w", buffering=1 << 16)
+            self.jsonl = open(self.opts.out, "w", buffering=1)  # line-buffered: a killed run keeps what it predicted
 
     # -- per frame ---------------------------------------------------------------------
     def add(self, item: Any, baseline: Any, depth_in: int, depth_out: int) -> None:
