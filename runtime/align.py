@@ -6,8 +6,9 @@ message of the frame. A frame is emitted as soon as every modality the task need
 (lowest latency); auxiliary fields (label, power, key) that arrive after that are late.
 
 Counted for the report, per modality:
-* late:    a message for an instant whose frame was already emitted (or whose modality slot
-           was already filled) -- dropped;
+* late:    a message for an instant whose frame was already emitted without it -- dropped
+           (a message of a modality the emitted frame already has starts a new frame: sensors
+           may run faster than the tolerance);
 * missing: a frame superseded by a newer complete one, or still open at the end of the
            stream, without this modality -- the frame becomes a bad frame "missing modality".
 """
@@ -32,11 +33,16 @@ class _Group:
     data: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def _nearest(groups: list[_Group], t: float, tolerance: float) -> _Group | None:
+    best = min(groups, key=lambda g: abs(g.t - t), default=None)
+    return best if best is not None and abs(best.t - t) <= tolerance else None
+
+
 class Aligner:
     def __init__(self, required: tuple[str, ...], tolerance_s: float = 0.05, max_pending: int = 32):
         self.required, self.tolerance, self.max_pending = tuple(required), float(tolerance_s), max_pending
         self.pending: list[_Group] = []
-        self.emitted: deque[float] = deque(maxlen=256)
+        self.emitted: deque[_Group] = deque(maxlen=64)
         self.late: Counter = Counter()
         self.missing: Counter = Counter()
         self.unused: Counter = Counter()
@@ -46,10 +52,10 @@ class Aligner:
         if modality not in self.required and modality not in AUXILIARY:
             self.unused[modality] += 1
             return []
-        group = next((g for g in self.pending if abs(g.t - t) <= self.tolerance and modality not in g.data), None)
+        group = _nearest([g for g in self.pending if modality not in g.data], t, self.tolerance)
         if group is None:
-            if any(abs(te - t) <= self.tolerance for te in self.emitted) or \
-                    any(abs(g.t - t) <= self.tolerance for g in self.pending):
+            # an instant already emitted without this modality: the message came too late
+            if _nearest([e for e in self.emitted if modality not in e.data], t, self.tolerance) is not None:
                 self.late[modality] += 1
                 return []
             group = _Group(t=t, id=frame_id)
@@ -62,7 +68,7 @@ class Aligner:
             for old in [g for g in self.pending if g.t < group.t]:
                 out.append(self._expire(old))
             self.pending.remove(group)
-            self.emitted.append(group.t)
+            self.emitted.append(_Group(group.t, group.id, {m: None for m in group.data}))  # names only
             out.append(self._frame(group))
         while len(self.pending) > self.max_pending:
             out.append(self._expire(self.pending[0]))
