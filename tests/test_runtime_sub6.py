@@ -228,3 +228,16 @@ print("torch" in sys.modules)
     assert lines[1] == f"{len(read_recording(sub6['rec'])['csi'])} completed"
     assert lines[2].startswith("BeamcError the torch engine (and --baseline) needs PyTorch")
     assert lines[3] == "False"
+
+
+@pytest.mark.gpu
+def test_trt_engine_built_on_first_use_agrees_with_the_baseline(sub6, tmp_path):
+    from beamc.export.bundle import export_run
+
+    bundle = export_run(sub6["run"], "h100", precision="fp32", out=tmp_path / "h100", engine="skip", log=quiet).path
+    assert not (bundle / "model.plan").exists()
+    rep = run_stream(RunOptions(bundle=bundle, source=f"csi:{sub6['rec']}", engine="trt", baseline=sub6["run"],
+                                pace="afap", micro_batch=4, report=tmp_path / "r.json", plots=False))
+    assert rep["engine"]["built_on_first_use"] is True and (bundle / "model.plan").exists()
+    assert rep["agreement"]["top1_agreement"] == 1.0 and rep["agreement"]["max_abs_logit_error"] < 1e-3
+    assert rep["frames"]["predicted"] == len(read_recording(sub6["rec"])["csi"])
