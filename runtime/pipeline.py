@@ -28,7 +28,7 @@ import signal
 import threading
 import time
 import traceback
-from collections import Counter
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +46,7 @@ from beamc.runtime.frames import END, SHAPE_MISMATCH, BadFrame, Frame, FrameErro
 SLOT_MS = {"vision": 128.0, "lidar": 111.0, "camera_radar": 111.0, "sub6": 20.0}
 SLOT_MS_FALLBACK = 100.0
 STAGES = ("read", "queue", "preprocess", "engine", "e2e")
-MAX_IDS = 100  # frame ids kept per bad-frame reason
+CHUNK = 32  # frames per queue hand-over when replaying as fast as possible
 
 
 def default_slot_ms(task: str) -> tuple[float, str]:
@@ -78,18 +78,6 @@ class RunOptions:
 @dataclass
 class _Warmup:
     frame: Frame
-
-
-@dataclass
-class _Result:
-    frame: Frame
-    inputs: tuple[np.ndarray, ...]
-    logits: np.ndarray
-    t_pre0: float
-    t_pre1: float
-    t_eng0: float
-    t_eng1: float
-    batch: int
 
 
 class _Stop(Exception):
@@ -133,6 +121,9 @@ class Pipeline:
         self.received = 0
 
     # ------------------------------------------------------------------ source thread
+    # Items cross the queues in chunks (lists): an unpaced replay hands over up to CHUNK
+    # frames per queue operation, a paced or live source one frame at a time (latency). The
+    # queue bounds are in chunks; for paced and live sources a chunk is one frame.
     def _put(self, item: Any, drop_when_full: bool) -> bool:
         if drop_when_full:
             try:
@@ -161,58 +152,63 @@ class Pipeline:
         opts, src = self.opts, self.source
         paced = not src.live and opts.pace != "afap"
         drop = src.live or paced
+        chunk_size = 1 if drop else CHUNK
+        clock = time.perf_counter
         start, t_first, n = None, None, 0
+        chunk: list[Any] = []
         try:
             for item in src.frames():
                 if self.stop.is_set():
                     break
                 if isinstance(item, BadFrame):
-                    self._put(item, False)
-                    continue
-                if paced:
-                    if start is None:
-                        start, t_first = time.perf_counter(), item.t
-                    due = (item.t - t_first) if opts.pace == "timestamps" else n / opts.rate
-                    self._sleep_until(start + due)
-                item.t_arrival = time.perf_counter()
-                n += 1
-                self.received = n
-                if item.load is not None:
-                    try:
-                        item.load()
-                    except FrameError as e:
-                        self._put(BadFrame(item.id, e.reason, str(e), item.t), False)
-                        item = None
-                if item is not None:
-                    item.t_read = time.perf_counter()
-                    if not self._put(item, drop):
-                        self.dropped.append(item.id)
+                    chunk.append(item)
+                else:
+                    if paced:
+                        if start is None:
+                            start, t_first = clock(), item.t
+                        due = (item.t - t_first) if opts.pace == "timestamps" else n / opts.rate
+                        self._sleep_until(start + due)
+                    item.t_arrival = clock()
+                    n += 1
+                    self.received = n
+                    if item.load is not None:
+                        try:
+                            item.load()
+                        except FrameError as e:
+                            item = BadFrame(item.id, e.reason, str(e), item.t)
+                    if isinstance(item, BadFrame):
+                        chunk.append(item)
+                    else:
+                        item.t_read = clock()
+                        if drop:
+                            if not self._put([item], True):
+                                self.dropped.append(item.id)
+                        else:
+                            chunk.append(item)
+                if len(chunk) >= chunk_size or (drop and chunk):
+                    self._put(chunk, False)
+                    chunk = []
                 if opts.max_frames and n >= opts.max_frames:
                     self.max_frames_hit = True
                     break
             else:
                 self.source_ended = True
         except _Stop:
-            pass
+            chunk = []
         except BeamcError as e:  # SourceDied and readers' errors: the source cannot go on
             self.source_error = str(e)
         except Exception as e:  # noqa: BLE001 - a crash in a source is reported, and the report written
             self.source_error = f"source crashed: {type(e).__name__}: {e}"
             self.source_traceback = traceback.format_exc()
         finally:
+            try:
+                if chunk:
+                    self._put(chunk, False)
+            except _Stop:
+                pass
             self._put(END, False)
 
     # ------------------------------------------------------------------ worker thread
-    def _prepare(self, frame: Frame) -> Any:
-        """Preprocessed inputs, a _Warmup while the window fills, or a BadFrame."""
-        if frame.key is not None and frame.key != self._key:
-            self.pre.reset()
-        self._key = frame.key
-        try:
-            return self.pre.push(frame.data)
-        except BeamcError as e:
-            return BadFrame(frame.id, SHAPE_MISMATCH, f"frame {frame.id}: {e}", frame.t)
-
     def _hole(self) -> None:
         # A frame that could not be used leaves a hole in the sequence: start the history
         # again so that no window joins frames across it (as the offline loader splits a
@@ -223,59 +219,68 @@ class Pipeline:
     def _work(self) -> None:
         self._key = object()
         mb = max(1, self.opts.micro_batch)
+        pre, engine, clock = self.pre, self.engine, time.perf_counter
+        pending: deque = deque()
+        ended = False
         try:
-            while True:
-                item = self.q_in.get()
-                if item is END:
-                    break
-                if isinstance(item, BadFrame):
-                    self._hole()
-                    self.q_out.put(item)
-                    continue
+            while pending or not ended:
+                if not pending:
+                    got = self.q_in.get()
+                    if got is END:
+                        break
+                    pending.extend(got)
+                out: list[Any] = []
                 batch: list[tuple[Frame, tuple[np.ndarray, ...], float, float]] = []
-                end = False
-                while True:
-                    t0 = time.perf_counter()
-                    inputs = self._prepare(item)
-                    t1 = time.perf_counter()
-                    if isinstance(inputs, BadFrame):
+                while pending and len(batch) < mb:
+                    frame = pending.popleft()
+                    if isinstance(frame, BadFrame):
                         self._hole()
-                        self.q_out.put(inputs)
-                    elif inputs is None:
-                        self.q_out.put(_Warmup(item))
+                        out.append(frame)
+                        continue
+                    if frame.key is not None and frame.key != self._key:
+                        pre.reset()
+                    self._key = frame.key
+                    t0 = clock()
+                    try:
+                        inputs = pre.push(frame.data)
+                    except BeamcError as e:
+                        self._hole()
+                        out.append(BadFrame(frame.id, SHAPE_MISMATCH, f"frame {frame.id}: {e}", frame.t))
+                        continue
+                    t1 = clock()
+                    if inputs is None:
+                        out.append(_Warmup(frame))
+                    elif mb == 1:
+                        logits = engine.run(inputs)
+                        out.append((frame, inputs, logits[0], t0, t1, t1, clock(), 1))
                     else:
-                        batch.append((item, inputs, t0, t1))
-                    if len(batch) >= mb:
-                        break
-                    try:  # micro-batching: only frames already waiting, never wait for more
-                        item = self.q_in.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is END:
-                        end = True
-                        break
-                    if isinstance(item, BadFrame):
-                        self._hole()
-                        self.q_out.put(item)
-                        break
+                        batch.append((frame, inputs, t0, t1))
+                        if not pending and len(batch) < mb and not ended:
+                            try:  # micro-batching: only frames already waiting, never wait for more
+                                got = self.q_in.get_nowait()
+                                if got is END:
+                                    ended = True
+                                else:
+                                    pending.extend(got)
+                            except queue.Empty:
+                                pass
                 if batch:
                     inputs = batch[0][1] if len(batch) == 1 else \
                         tuple(np.concatenate([b[1][j] for b in batch]) for j in range(len(batch[0][1])))
-                    te0 = time.perf_counter()
-                    logits = self.engine.run(inputs)
-                    te1 = time.perf_counter()
-                    for j, (frame, x, t0, t1) in enumerate(batch):
-                        self.q_out.put(_Result(frame, x, logits[j], t0, t1, te0, te1, len(batch)))
-                if end:
-                    break
+                    te0 = clock()
+                    logits = engine.run(inputs)
+                    te1 = clock()
+                    out.extend((frame, x, logits[j], t0, t1, te0, te1, len(batch))
+                               for j, (frame, x, t0, t1) in enumerate(batch))
+                if out:
+                    self.q_out.put(out)
         except Exception as e:  # noqa: BLE001 - engine failures end the run with a report
             self.worker_error = f"{type(e).__name__}: {e}"
             self.worker_traceback = traceback.format_exc()
             self.stop.set()
             self.source.stopping.set()
-            while True:  # let the source thread finish: drain until its END
-                if self.q_in.get() is END:
-                    break
+            while not ended:  # let the source thread finish: drain until its END
+                ended = self.q_in.get() is END
         finally:
             self.q_out.put(END)
 
@@ -318,7 +323,7 @@ class Pipeline:
                             continue
                         if item is END:
                             break
-                        collector.add(item, baseline, self.q_in.qsize(), self.q_out.qsize())
+                        collector.add(item, baseline, self.q_in.qsize())
                         if live:
                             live.tick()
                 except KeyboardInterrupt:  # the second Ctrl-C: stop now, still write the report

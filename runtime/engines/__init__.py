@@ -41,10 +41,21 @@ class Engine:
         return {"engine": self.name}
 
 
+def warm_up(engine: Engine, manifest: dict[str, Any], runs: int = 3) -> None:
+    """A few batch-1 runs on zeros: first calls allocate and pick kernels, and that cost
+    belongs to start-up, not to the first frame's deadline."""
+    specs = manifest.get("inputs") or []
+    if not specs:
+        return
+    zeros = tuple(np.zeros((1, *s["shape"]), dtype=np.dtype(s.get("dtype", "float32"))) for s in specs)
+    for _ in range(runs):
+        engine.run(zeros)
+
+
 def open_engine(name: str, bundle: str | Path, manifest: dict[str, Any], **options: Any) -> Engine:
     from beamc.registry import ENGINES
 
     return ENGINES.get(name)(Path(bundle), manifest, **options)
 
 
-__all__ = ["Engine", "open_engine"]
+__all__ = ["Engine", "open_engine", "warm_up"]

@@ -14,7 +14,7 @@ import numpy as np
 
 from beamc.errors import BeamcError
 from beamc.registry import ENGINES
-from beamc.runtime.engines import Engine
+from beamc.runtime.engines import Engine, warm_up
 
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -54,6 +54,7 @@ class OrtEngine(Engine):
             raise BeamcError(f"{path}: inputs {self.input_names} differ from the manifest's {expected}")
         self.output_name = self.session.get_outputs()[0].name
         self.model = model
+        warm_up(self, self.manifest)
         return self
 
     def run(self, inputs: tuple[np.ndarray, ...]) -> np.ndarray:

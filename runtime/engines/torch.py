@@ -10,7 +10,7 @@ import numpy as np
 
 from beamc.errors import BeamcError
 from beamc.registry import ENGINES
-from beamc.runtime.engines import Engine
+from beamc.runtime.engines import Engine, warm_up
 
 
 @ENGINES.register("torch")
@@ -45,6 +45,7 @@ class TorchEngine(Engine):
         self.device = torch.device(self.options.get("device", "cpu"))
         self.model.to(self.device).eval()
         self.run_dir = run_dir
+        warm_up(self, self.manifest)
         return self
 
     def run(self, inputs: tuple[np.ndarray, ...]) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from beamc.errors import BeamcError
 from beamc.registry import ENGINES
-from beamc.runtime.engines import Engine
+from beamc.runtime.engines import Engine, warm_up
 
 
 @ENGINES.register("trt")
@@ -45,6 +45,7 @@ class TrtEngine(Engine):
             raise BeamcError(f"TensorRT: {e}") from None
         self.max_batch = self.runner.max_batch
         self.plan = plan
+        warm_up(self, self.manifest)
         return self
 
     def run(self, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
