@@ -241,3 +241,37 @@ def test_trt_engine_built_on_first_use_agrees_with_the_baseline(sub6, tmp_path):
     assert rep["engine"]["built_on_first_use"] is True and (bundle / "model.plan").exists()
     assert rep["agreement"]["top1_agreement"] == 1.0 and rep["agreement"]["max_abs_logit_error"] < 1e-3
     assert rep["frames"]["predicted"] == len(read_recording(sub6["rec"])["csi"])
+
+
+def test_live_source_drops_frames_when_the_engine_falls_behind(sub6, tmp_path):
+    """A live source never waits for the engine: what does not fit in the queue is dropped
+    (counted with ids), and every frame that waited behind a 200 ms engine misses a 10 ms slot."""
+    from beamc.registry import ENGINES
+    from beamc.runtime.engines.ort import OrtEngine
+
+    class SlowEngine(OrtEngine):
+        name = "test_slow"
+
+        def run(self, inputs):
+            time.sleep(0.2)
+            return super().run(inputs)
+
+    ENGINES.add("test_slow", SlowEngine)
+    rec = read_recording(sub6["rec"])
+    port = free_port()
+
+    def sender() -> None:
+        with FrameSender("127.0.0.1", port) as s:
+            for i in range(20):
+                s.send("csi", rec["csi"][i], frame_id=i, t=i * 0.02)
+
+    try:
+        threading.Thread(target=sender, daemon=True).start()
+        rep = run_stream(RunOptions(bundle=sub6["bundle"], source=f"tcp://127.0.0.1:{port}", engine="test_slow",
+                                    queue_size=2, slot_ms=10.0, report=tmp_path / "r.json", plots=False))
+    finally:
+        ENGINES._items.pop("test_slow", None)
+    f = rep["frames"]
+    assert f["received"] == 20 and f["predicted"] + f["dropped"] == 20 and f["dropped"] >= 10
+    assert 0 not in f["dropped_ids"] and set(f["dropped_ids"]) < set(range(20))  # the first frame finds the queue empty
+    assert rep["deadline"]["misses"] == f["predicted"] and rep["deadline"]["slot_from"] == "--slot-ms"
