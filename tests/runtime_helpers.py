@@ -23,6 +23,14 @@ class WindowTaskConfig:
     name: str = opt("test_lidar_window", doc="task name")
     window: int = opt(WINDOW, ge=1, doc="frames per window")
     use_camera: bool = opt(False, doc="also require camera frames (adds their mean brightness)")
+    camera_only: bool = opt(False, doc="camera frames only: the red channel's column means of the first 216 columns")
+
+
+def camera_columns(frame: Any) -> np.ndarray:
+    img = np.asarray(frame["camera"])
+    if img.ndim != 3 or img.shape[1] < RANGES:
+        raise BeamcError(f"camera frame: expected [H, >={RANGES}, 3], found {list(img.shape)}")
+    return img[:, :RANGES, 0].astype(np.float32).mean(axis=0) / np.float32(255.0)
 
 
 def per_frame(frame: Any, state: dict[str, Any], use_camera: bool) -> np.ndarray:
@@ -47,12 +55,14 @@ class WindowTask(Task):
         return [TensorSpec("logits", (64,))]
 
     def stream_preprocessor(self, task_cfg: Any, state: dict[str, Any], role: str = "student") -> SlidingWindow:
+        if task_cfg.camera_only:
+            return SlidingWindow(("camera",), task_cfg.window, camera_columns, lambda h: (np.stack(h)[None],))
         modalities = ("lidar", "camera") if task_cfg.use_camera else ("lidar",)
         return SlidingWindow(modalities, task_cfg.window, lambda f: per_frame(f, state, task_cfg.use_camera),
                              lambda h: (np.stack(h)[None],))
 
 
-def make_window_bundle(folder: Path, use_camera: bool = False, seed: int = 0) -> Path:
+def make_window_bundle(folder: Path, use_camera: bool = False, seed: int = 0, camera_only: bool = False) -> Path:
     """model.onnx (Flatten + Linear 3*216 -> 64) and a manifest the runtime reads."""
     import torch
 
@@ -69,7 +79,7 @@ def make_window_bundle(folder: Path, use_camera: bool = False, seed: int = 0) ->
         "format": FORMAT, "status": "ok", "target": "cpu", "precision": "fp32", "model_file": "model.onnx",
         "run": {"name": "test-window", "path": str(folder / "no-run")},
         "task": {"name": "test_lidar_window", "config": {"name": "test_lidar_window", "window": WINDOW,
-                                                          "use_camera": use_camera},
+                                                          "use_camera": use_camera, "camera_only": camera_only},
                  "preprocess": {"scale": 10.0}},
         "inputs": [{"name": "lidar", "shape": [WINDOW, RANGES], "dtype": "float32"}],
         "outputs": [{"name": "logits", "shape": [64], "dtype": "float32"}],

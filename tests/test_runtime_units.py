@@ -121,3 +121,38 @@ def test_run_help_lists_sources_with_examples():
     for spec in ("deepsense:DIR", "csi:FILE", "synth:sub6", "synth:deepsense", "video:FILE", "camera:N", "rtsp://",
                  "gst:PIPELINE", "tcp://HOST:PORT", "--baseline", "--as-fast-as-possible", "--slot-ms", "--max-frames"):
         assert spec in res.output, spec
+
+
+def test_video_file_through_the_pipeline(tmp_path):
+    """OpenCV frames -> a camera window task -> ONNX Runtime: predictions equal the model on
+    windows of the same decoded frames."""
+    import cv2
+    import onnxruntime as ort
+
+    from beamc.runtime.pipeline import RunOptions, run_stream
+    from runtime_helpers import (WINDOW, camera_columns, jsonl, make_window_bundle, registered_window_task,
+                                 unregister_window_task)
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (224, 16))
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        writer.write(np.repeat(rng.integers(0, 255, (1, 224, 3), dtype=np.uint8), 16, axis=0))
+    writer.release()
+    bundle = make_window_bundle(tmp_path / "bundle", camera_only=True)
+    registered_window_task()
+    try:
+        rep = run_stream(RunOptions(bundle=bundle, source=f"video:{path}", pace="afap", report=tmp_path / "r.json",
+                                    out=tmp_path / "p.jsonl", plots=False))
+    finally:
+        unregister_window_task()
+    src = open_source(f"video:{path}", SourceContext(modalities=("camera",)))
+    cols = [camera_columns(f.data) for f in src.frames()]
+    src.close()
+    x = np.stack([np.stack(cols[i - WINDOW + 1:i + 1]) for i in range(WINDOW - 1, len(cols))])
+    logits = ort.InferenceSession(str(bundle / "model.onnx")).run(None, {"lidar": x})[0]
+    rows = jsonl(tmp_path / "p.jsonl")
+    assert [r["id"] for r in rows] == list(range(WINDOW - 1, 8))
+    assert [r["topk"][0] for r in rows] == logits.argmax(1).tolist()
+    assert rep["frames"]["predicted"] == 8 - (WINDOW - 1) and rep["source"]["kind"] == "video"
+    assert "accuracy" not in rep  # a plain video has no labels
