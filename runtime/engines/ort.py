@@ -53,13 +53,15 @@ class OrtEngine(Engine):
         if expected and expected != self.input_names:
             raise BeamcError(f"{path}: inputs {self.input_names} differ from the manifest's {expected}")
         self.output_name = self.session.get_outputs()[0].name
+        self.outputs = [self.output_name]
         self.model = model
         warm_up(self, self.manifest)
         return self
 
     def run(self, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
-        feed = dict(zip(self.input_names, inputs))
-        return self.session.run([self.output_name], feed)[0]
+        if len(inputs) == 1:
+            return self.session.run(self.outputs, {self.input_names[0]: inputs[0]})[0]
+        return self.session.run(self.outputs, dict(zip(self.input_names, inputs)))[0]
 
     def close(self) -> None:
         self.session = None

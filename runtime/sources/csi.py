@@ -124,11 +124,15 @@ class CsiRecording(Source):
             yield from self._mat_frames()
             return
         a = self.arrays
-        for i in range(len(a["csi"])):
-            label = int(a["label"][i]) if "label" in a and a["label"][i] >= 0 else None
-            yield Frame(id=i, t=float(a["t"][i]), data={"csi": a["csi"][i]}, label=label,
-                        power=a["power"][i] if "power" in a else None,
-                        key=int(a["user"][i]) if "user" in a else None)
+        n = len(a["csi"])
+        # plain Python lists up front: per-frame numpy scalar indexing costs more than the frame
+        t = a["t"].tolist()
+        labels = [None if y < 0 else y for y in a["label"].tolist()] if "label" in a else [None] * n
+        users = a["user"].tolist() if "user" in a else [None] * n
+        power = list(a["power"]) if "power" in a else [None] * n
+        csi = list(a["csi"])
+        for i in range(n):
+            yield Frame(i, t[i], {"csi": csi[i]}, labels[i], power[i], users[i])
 
     def _mat_frames(self) -> Iterator[Frame]:
         for i, path in enumerate(self.files):
