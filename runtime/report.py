@@ -158,6 +158,7 @@ class Collector:
             "format": FORMAT, "status": status, "message": message,
             "bundle": str(opts.bundle), "task": p.task_name,
             "model": {"file": p.manifest.get("model_file"), "precision": p.manifest.get("precision"),
+                      "bundle_status": p.manifest.get("status"),
                       "target": p.manifest.get("target"), "run": p.manifest.get("run", {}).get("name")},
             "engine": self.engine_info, "baseline": self.baseline_info,
             "source": {"spec": opts.source, "kind": p.source.kind, "live": p.source.live,

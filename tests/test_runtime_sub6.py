@@ -275,3 +275,19 @@ def test_live_source_drops_frames_when_the_engine_falls_behind(sub6, tmp_path):
     assert f["received"] == 20 and f["predicted"] + f["dropped"] == 20 and f["dropped"] >= 10
     assert 0 not in f["dropped_ids"] and set(f["dropped_ids"]) < set(range(20))  # the first frame finds the queue empty
     assert rep["deadline"]["misses"] == f["predicted"] and rep["deadline"]["slot_from"] == "--slot-ms"
+
+
+def test_send_recording_over_tcp_equals_the_file_replay(sub6, tmp_path):
+    from beamc.runtime.sources.tcp import send_recording
+
+    port = free_port()
+    sent = []
+    threading.Thread(target=lambda: sent.append(send_recording(str(sub6["rec"]), "127.0.0.1", port)), daemon=True).start()
+    net = run_stream(RunOptions(bundle=sub6["bundle"], source=f"tcp://127.0.0.1:{port}?tolerance_ms=1", queue_size=4096,
+                                report=tmp_path / "net.json", out=tmp_path / "net.jsonl", plots=False))
+    disk = run_stream(RunOptions(bundle=sub6["bundle"], source=f"csi:{sub6['rec']}", pace="afap",
+                                 report=tmp_path / "disk.json", out=tmp_path / "disk.jsonl", plots=False))
+    assert sent == [net["frames"]["predicted"]] and net["frames"]["dropped"] == 0
+    assert net["accuracy"] == disk["accuracy"] and net["power"] == disk["power"]
+    strip = lambda rows: [{k: r[k] for k in ("id", "key", "topk", "label")} for r in rows]  # noqa: E731
+    assert strip(jsonl(tmp_path / "net.jsonl")) == strip(jsonl(tmp_path / "disk.jsonl"))

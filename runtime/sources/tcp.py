@@ -30,7 +30,9 @@ payload does not match) is a bad frame "malformed network frame"; when the heade
 cannot be trusted the reader skips to the next magic and the stream goes on. A connection
 that closes in the middle of a message ends the run (the sender is gone).
 
-`FrameSender` (below) is the sending side for Python drivers; `encode_frame` builds one message.
+`FrameSender` (below) is the sending side for Python drivers; `encode_frame` builds one message;
+`python -m beamc.runtime.sources.tcp rec.npz HOST:PORT [--rate N]` streams a CSI recording
+(label, power and csi per snapshot) to a waiting `beamc run --source tcp://HOST:PORT`.
 """
 
 from __future__ import annotations
@@ -266,3 +268,36 @@ class TcpSource(Source):
     def info(self) -> dict[str, Any]:
         return {"listen": f"{self.address[0]}:{self.address[1]}", "peer": self.peer, "messages": self.messages,
                 "alignment": self.aligner.info()}
+
+
+def send_recording(path: str, host: str, port: int, rate: float = 0.0) -> int:
+    """Stream a beamc-csi/1 recording to a runtime; returns the number of snapshots sent."""
+    from beamc.runtime.sources.csi import read_recording
+
+    a = read_recording(path)
+    with FrameSender(host, port) as sender:
+        start = time.perf_counter()
+        for i in range(len(a["csi"])):
+            if rate > 0:
+                time.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            t = float(a["t"][i])
+            if "label" in a:
+                sender.send("label", a["label"][i], frame_id=i, t=t)
+            if "power" in a:
+                sender.send("power", a["power"][i], frame_id=i, t=t)
+            if "user" in a:
+                sender.send("key", a["user"][i], frame_id=i, t=t)
+            sender.send("csi", a["csi"][i], frame_id=i, t=t)
+    return len(a["csi"])
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Send a CSI recording to beamc run --source tcp://HOST:PORT")
+    ap.add_argument("recording")
+    ap.add_argument("address", help="HOST:PORT")
+    ap.add_argument("--rate", type=float, default=0.0, help="snapshots per second (0: as fast as possible)")
+    args = ap.parse_args()
+    h, _, p = args.address.rpartition(":")
+    print(f"sent {send_recording(args.recording, h or '127.0.0.1', int(p), args.rate)} snapshots")
