@@ -122,6 +122,7 @@ class Pipeline:
         self.interrupted = False
         self.dropped: list[int] = []
         self.received = 0
+        self._inputs_checked = False
 
     # ------------------------------------------------------------------ source thread
     # Items cross the queues in chunks (lists): an unpaced replay hands over up to CHUNK
@@ -219,6 +220,17 @@ class Pipeline:
         self.pre.reset()
         self._key = object()
 
+    def _check_inputs(self, inputs: tuple[np.ndarray, ...]) -> None:
+        """Once: the task's stream preprocessing must produce what the bundle's model takes
+        (a bundle exported from another task version would otherwise fail deep in the engine)."""
+        specs = self.manifest.get("inputs") or []
+        found = [(list(x.shape[1:]), str(x.dtype)) for x in inputs]
+        wanted = [(list(sp["shape"]), sp.get("dtype", "float32")) for sp in specs]
+        if specs and found != wanted:
+            raise BeamcError(f"task '{self.task_name}' stream preprocessing gives inputs {found} (shape without batch, "
+                             f"dtype), the bundle's model takes {wanted} (manifest inputs)")
+        self._inputs_checked = True
+
     def _work(self) -> None:
         self._key = object()
         mb = max(1, self.opts.micro_batch)
@@ -251,6 +263,8 @@ class Pipeline:
                         out.append(BadFrame(frame.id, SHAPE_MISMATCH, f"frame {frame.id}: {e}", frame.t))
                         continue
                     t1 = clock()
+                    if inputs is not None and not self._inputs_checked:
+                        self._check_inputs(inputs)
                     if inputs is None:
                         out.append(_Warmup(frame))
                     elif mb == 1:
@@ -278,7 +292,7 @@ class Pipeline:
                 if out:
                     self.q_out.put(out)
         except Exception as e:  # noqa: BLE001 - engine failures end the run with a report
-            self.worker_error = f"{type(e).__name__}: {e}"
+            self.worker_error = str(e) if isinstance(e, BeamcError) else f"{type(e).__name__}: {e}"
             self.worker_traceback = traceback.format_exc()
             self.stop.set()
             self.source.stopping.set()
@@ -297,6 +311,9 @@ class Pipeline:
         ctx = SourceContext(modalities=tuple(self.pre.modalities), manifest=self.manifest, bundle=Path(opts.bundle),
                             seed=opts.seed)
         self.source = open_source(opts.source, ctx)
+        if self.source.live and opts.pace != "timestamps":
+            opts.log(f"note: source {self.source.kind} is live: it delivers frames on its own clock; "
+                     f"--rate / --as-fast-as-possible apply to recordings only")
         collector = Collector(self, opts)
         engine = open_engine(opts.engine, opts.bundle, self.manifest, threads=opts.threads, log=opts.log)
         baseline = open_engine("torch", opts.bundle, self.manifest, run_dir=opts.baseline) if opts.baseline else None

@@ -14,6 +14,7 @@ import onnxruntime as ort
 import pytest
 
 from beamc.data import deepsense as ds
+from beamc.errors import BeamcError
 from beamc.data.synth.v2i import DeepSenseSynthConfig, generate
 from beamc.runtime.frames import UNDECODABLE_IMAGE, UNREADABLE_MAT
 from beamc.runtime.pipeline import RunOptions, run_stream
@@ -132,3 +133,22 @@ def test_synth_deepsense_live_generator(bundles, tmp_path):
                                 pace="afap", report=tmp_path / "r.json", plots=False))
     assert rep["frames"]["received"] == 4 and rep["frames"]["predicted"] == 4 - (WINDOW - 1)
     assert rep["accuracy"]["labelled_frames"] == 2 and rep["power"]["frames"] == 2
+
+
+def test_preprocessing_that_does_not_fit_the_model_ends_the_run_with_a_clear_message(scenario, tmp_path):
+    import json
+
+    bundle = make_window_bundle(tmp_path / "b")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["task"]["config"]["window"] = WINDOW + 1  # the task now builds 4-frame windows, the model takes 3
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    rep = run_stream(RunOptions(bundle=bundle, source=f"deepsense:{scenario}", pace="afap", report=tmp_path / "r.json",
+                                plots=False))
+    assert rep["status"] == "engine_failed" and rep["frames"]["predicted"] == 0
+    assert rep["message"] == ("task 'test_lidar_window' stream preprocessing gives inputs [([4, 216], 'float32')] (shape "
+                              "without batch, dtype), the bundle's model takes [([3, 216], 'float32')] (manifest inputs)")
+    manifest["inputs"][0]["shape"] = [WINDOW + 1, 216]  # a manifest that contradicts its own model
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BeamcError, match=r"the ort engine rejects the manifest's inputs \[\('lidar', \[4, 216\]\)\]"):
+        run_stream(RunOptions(bundle=bundle, source=f"deepsense:{scenario}", report=tmp_path / "r2.json"))
+    assert not (tmp_path / "r2.json").exists()  # nothing ran: the error is the whole answer

@@ -48,8 +48,14 @@ def warm_up(engine: Engine, manifest: dict[str, Any], runs: int = 3) -> None:
     if not specs:
         return
     zeros = tuple(np.zeros((1, *s["shape"]), dtype=np.dtype(s.get("dtype", "float32"))) for s in specs)
-    for _ in range(runs):
-        engine.run(zeros)
+    try:
+        for _ in range(runs):
+            engine.run(zeros)
+    except Exception as e:  # noqa: BLE001 - backends raise their own types
+        from beamc.errors import BeamcError
+
+        raise BeamcError(f"{engine.bundle}: the {engine.name} engine rejects the manifest's inputs "
+                         f"{[(s['name'], s['shape']) for s in specs]} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
 
 
 def open_engine(name: str, bundle: str | Path, manifest: dict[str, Any], **options: Any) -> Engine:
