@@ -291,3 +291,21 @@ def test_send_recording_over_tcp_equals_the_file_replay(sub6, tmp_path):
     assert net["accuracy"] == disk["accuracy"] and net["power"] == disk["power"]
     strip = lambda rows: [{k: r[k] for k in ("id", "key", "topk", "label")} for r in rows]  # noqa: E731
     assert strip(jsonl(tmp_path / "net.jsonl")) == strip(jsonl(tmp_path / "disk.jsonl"))
+
+
+def test_cli_record_csi(sub6, tmp_path):
+    from typer.testing import CliRunner
+
+    from beamc.cli import app
+
+    out = tmp_path / "r.npz"
+    res = CliRunner().invoke(app, ["data", "record", "csi", str(out), "--run", str(sub6["run"]), "--snr-db", "5",
+                                   "--max-frames", "7", "--interval-ms", "10"])
+    assert res.exit_code == 0, res.output
+    rec = read_recording(out)
+    assert rec["csi"].shape == (7, 4, 32) and np.allclose(rec["t"], np.arange(7) * 0.01)
+    assert json.loads(str(rec["meta"]))["snr_db"] == 5.0 and rec["power"].shape == (7, 64)
+    full = read_recording(sub6["rec"])  # 15 dB: same users and labels at the reference SNR, other noise
+    assert rec["user"].tolist() == full["user"][:7].tolist() and not np.allclose(rec["csi"], full["csi"][:7])
+    res = CliRunner().invoke(app, ["data", "record", "csi", str(out)])
+    assert str(res.exception) == "record csi: give exactly one of --run RUN_DIR or --recipe RECIPE"  # main() exits 2
