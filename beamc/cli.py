@@ -420,9 +420,9 @@ def data_inspect(
 def _run_epilog() -> str:
     from beamc.runtime.sources import EXAMPLES
 
-    lines = ["Sources (--source SPEC; options after '?' as key=value&...):", ""]
+    lines = ["Sources (--source SPEC; options after '?' as key=value&...):"]
     lines += [f"  {spec:<18} {what}, e.g. {example}" for spec, example, what in EXAMPLES]
-    lines += ["", "Examples:", "",
+    lines += ["Examples:",
               "  beamc run bundles/sub6-cpu-fp32 --source csi:rec.npz --baseline runs/sub6_ikd-20260101-120000",
               "  beamc run bundles/vision-orin-int8 --source deepsense:/data/scenario9 --engine trt --topk 5",
               "  beamc run bundles/lidar-cpu-fp32 --source tcp://0.0.0.0:5555 --slot-ms 100 --out preds.jsonl",
