@@ -8,7 +8,7 @@ filling), dropped + dropped_ids, bad + bad_by_reason {reason: {count, frame_ids,
 latency_ms {read, queue, preprocess, engine, e2e: {count, mean, p50, p90, p99, max}};
 throughput_fps; deadline {slot_ms, slot_from, misses, miss_rate}; queue_depth; topk (the
 predictions' K); accuracy (vs labels), power (top-K sweep loss), agreement (vs --baseline);
-plots; started, ended, duration_s.
+plots; engine_batch {mean, max} (micro-batching); started, ended, duration_s.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Collector:
 
     def __init__(self, pipeline: Any, opts: Any):
         self.p, self.opts = pipeline, opts
-        # (frame, logits, t_pre0, t_pre1, t_eng0, t_eng1, queue depth at arrival in the main thread)
+        # (frame, logits, t_pre0, t_pre1, t_eng0, t_eng1, input queue depth, engine batch size)
         self.rows: list[tuple] = []
         self.base: list[np.ndarray] = []
         self.warmup = 0
@@ -61,7 +61,7 @@ class Collector:
         for item in items:
             if type(item) is tuple:
                 frame, inputs, logits = item[0], item[1], item[2]
-                rows.append((frame, logits, item[3], item[4], item[5], item[6], depth_in))
+                rows.append((frame, logits, item[3], item[4], item[5], item[6], depth_in, item[7]))
                 if slow:
                     self._per_frame(frame, inputs, logits, item[6], baseline)
             elif isinstance(item, BadFrame):
@@ -111,7 +111,7 @@ class Collector:
         power_idx = [i for i, f in enumerate(frames) if f.power is not None]
         return {"frames": frames, "t": t, "ms": ms, "labels": labels, "logits": logits, "power_idx": power_idx,
                 "keys": [f.key for f in frames], "ids": [int(f.id) for f in frames],
-                "depth": np.asarray([r[6] for r in rows])}
+                "depth": np.asarray([r[6] for r in rows]), "batch": np.asarray([r[7] for r in rows])}
 
     # -- live numbers --------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -173,6 +173,7 @@ class Collector:
                          "measured_on": "e2e latency (frame arrival -> engine output)"},
             "queue_depth": {"input_chunks": _depth(a["depth"], p.q_in.maxsize)},
             "topk": int(opts.topk), "micro_batch": int(opts.micro_batch),
+            "engine_batch": {"mean": float(a["batch"].mean()), "max": int(a["batch"].max())} if n else None,
             "started": self.wall_start, "ended": getattr(self, "wall_end", None),
             "duration_s": float(self.t_end - self.t_start) if self.t_start and hasattr(self, "t_end") else None,
         }

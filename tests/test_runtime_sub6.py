@@ -309,3 +309,17 @@ def test_cli_record_csi(sub6, tmp_path):
     assert rec["user"].tolist() == full["user"][:7].tolist() and not np.allclose(rec["csi"], full["csi"][:7])
     res = CliRunner().invoke(app, ["data", "record", "csi", str(out)])
     assert str(res.exception) == "record csi: give exactly one of --run RUN_DIR or --recipe RECIPE"  # main() exits 2
+
+
+def test_micro_batching_predicts_what_batch_one_predicts(sub6, tmp_path):
+    one = run_stream(RunOptions(bundle=sub6["bundle"], source=f"csi:{sub6['rec']}", pace="afap", baseline=sub6["run"],
+                                report=tmp_path / "one.json", out=tmp_path / "one.jsonl", plots=False))
+    four = run_stream(RunOptions(bundle=sub6["bundle"], source=f"csi:{sub6['rec']}", pace="afap", micro_batch=4,
+                                 baseline=sub6["run"], report=tmp_path / "four.json", out=tmp_path / "four.jsonl",
+                                 plots=False))
+    assert four["micro_batch"] == 4 and four["frames"]["predicted"] == one["frames"]["predicted"]
+    assert four["engine_batch"]["max"] == 4 and one["engine_batch"] == {"mean": 1.0, "max": 1}
+    assert four["accuracy"] == one["accuracy"] and four["agreement"]["top1_agreement"] == 1.0
+    a, b = jsonl(tmp_path / "one.jsonl"), jsonl(tmp_path / "four.jsonl")
+    assert [r["topk"] for r in a] == [r["topk"] for r in b]
+    assert np.allclose([r["scores"] for r in a], [r["scores"] for r in b], atol=1e-6)
