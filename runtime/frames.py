@@ -44,7 +44,7 @@ class SourceDied(BeamcError):
 class Frame:
     id: int                                   # frame id as the source numbers it (row index, network id, ...)
     t: float                                  # source timestamp, seconds (recording clock)
-    data: dict[str, np.ndarray] = field(default_factory=dict)   # modality -> raw array
+    data: dict[str, np.ndarray] | None = field(default_factory=dict)  # modality -> raw array (None once preprocessed)
     label: Any = None                         # best beam (int, 0-based) when the stream knows it
     power: np.ndarray | None = None           # per-beam received power (linear) when known
     key: Any = None                           # sequence / user: a change resets the preprocessing history

@@ -263,6 +263,7 @@ class Pipeline:
                         out.append(BadFrame(frame.id, SHAPE_MISMATCH, f"frame {frame.id}: {e}", frame.t))
                         continue
                     t1 = clock()
+                    frame.data = None  # the raw arrays (a camera frame is MBs) are not kept past preprocessing
                     if inputs is not None and not self._inputs_checked:
                         self._check_inputs(inputs)
                     if inputs is None:
