@@ -416,6 +416,124 @@ def data_inspect(
         console.print(f"... and {len(info['failed_files']) - 20} more (use --json for all)")
 
 
+# ------------------------------------------------------------------------------- run
+def _run_epilog() -> str:
+    from beamc.runtime.sources import EXAMPLES
+
+    lines = ["Sources (--source SPEC; options after '?' as key=value&...):"]
+    lines += [f"  {spec:<18} {what}, e.g. {example}" for spec, example, what in EXAMPLES]
+    lines += ["Examples:",
+              "  beamc run bundles/sub6-cpu-fp32 --source csi:rec.npz --baseline runs/sub6_ikd-20260101-120000",
+              "  beamc run bundles/vision-orin-int8 --source deepsense:/data/scenario9 --engine trt --topk 5",
+              "  beamc run bundles/lidar-cpu-fp32 --source tcp://0.0.0.0:5555 --slot-ms 100 --out preds.jsonl",
+              "  beamc run bundles/sub6-cpu-fp32 --source synth:sub6 --as-fast-as-possible --max-frames 5000"]
+    return "\n\n".join(lines)
+
+
+@app.command(epilog=_run_epilog())
+def run(
+    bundle: Path = typer.Argument(..., help="Export bundle folder (beamc export)."),
+    source: str = typer.Option(..., "--source", "-s", help="Where frames come from (see the list below)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Run directory of the PyTorch student to compare with, on the same preprocessed frames."),
+    engine: str = typer.Option("ort", "--engine", "-e", help="ort (ONNX Runtime), trt (TensorRT) or torch."),
+    report: Path = typer.Option(Path("report.json"), "--report", help="Where to write the report (PNG plots go next to it)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write per-frame predictions (top-K beams and scores) as JSON lines."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Replay recordings at N frames per second instead of their timestamps."),
+    afap: bool = typer.Option(False, "--as-fast-as-possible", help="Replay recordings without pacing (nothing is dropped)."),
+    topk: int = typer.Option(5, "--topk", "-k", help="K of the predicted top-K beams (also the swept beams for the power loss)."),
+    slot_ms: Optional[float] = typer.Option(None, "--slot-ms", help="Deadline per frame in ms (default per task: vision 128, lidar 111, camera_radar 111, sub6 20)."),
+    max_frames: int = typer.Option(0, "--max-frames", help="Stop after N frames from the source (0: until the stream ends)."),
+    micro_batch: int = typer.Option(1, "--micro-batch", help="Run up to N frames that are already waiting in one engine call."),
+    queue_size: int = typer.Option(8, "--queue", help="Frames the source may be ahead of the engine before frames are dropped."),
+    threads: int = typer.Option(1, "--threads", help="Engine threads (ONNX Runtime intra-op)."),
+    live: Optional[bool] = typer.Option(None, "--live/--no-live", help="Live console view (default: when stderr is a terminal)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the latency histogram and accuracy-over-time PNGs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Stream camera, LiDAR, radar or CSI frames through an exported model: top-K beams per frame,
+    agreement with the PyTorch baseline, accuracy vs labels, latency vs the slot deadline."""
+    from beamc.runtime.pipeline import RunOptions, run_stream
+
+    if rate is not None and afap:
+        raise BeamcError("--rate and --as-fast-as-possible exclude each other")
+    pace = "afap" if afap else "rate" if rate is not None else "timestamps"
+    opts = RunOptions(bundle=bundle, source=source, engine=_choice("--engine", engine, ("ort", "trt", "torch")),
+                      baseline=baseline, report=report, out=out, pace=pace, rate=rate, topk=topk, slot_ms=slot_ms,
+                      max_frames=max_frames, queue_size=queue_size, micro_batch=micro_batch, threads=threads,
+                      live_view=err_console.is_terminal if live is None else live, plots=plots,
+                      log=lambda s: err_console.print(s, highlight=False))
+    rep = run_stream(opts)
+    if as_json:
+        print(json.dumps(rep, indent=2))
+    else:
+        _run_summary(rep, report)
+    if rep["status"] in ("source_failed", "engine_failed"):
+        raise BeamcError(f"{rep['message']} (report of the {rep['frames']['predicted']} frames processed: {report})")
+    if rep["status"] == "interrupted":
+        raise typer.Exit(130)
+
+
+def _run_summary(rep: dict[str, Any], path: Path) -> None:
+    table = Table(title=f"beamc run: {rep['task']} / {rep['engine'].get('engine')} on {rep['source']['spec']} ({rep['status']})",
+                  show_header=False)
+    f, lat, d = rep["frames"], rep["latency_ms"], rep["deadline"]
+    e2e, eng = lat["e2e"], lat["engine"]
+    rows = [("frames", f"{f['predicted']} predicted, {f['warmup']} filling history, {f['dropped']} dropped, {f['bad']} bad"
+             + (" (" + ", ".join(f"{k}: {v['count']}" for k, v in f["bad_by_reason"].items()) + ")" if f["bad"] else ""))]
+    if e2e.get("count"):
+        rows.append(("latency e2e ms", f"p50 {e2e['p50']:.3f}  p90 {e2e['p90']:.3f}  p99 {e2e['p99']:.3f}  max {e2e['max']:.3f}"))
+        rows.append(("latency engine ms", f"p50 {eng['p50']:.3f}  p99 {eng['p99']:.3f}"))
+        rows.append(("throughput", f"{rep['throughput_fps']:.1f} frames/s" if rep["throughput_fps"] else "-"))
+        rows.append(("deadline", f"{d['misses']} misses of {d['slot_ms']:g} ms ({d['slot_from']})"))
+    acc = rep.get("accuracy")
+    if acc:
+        ks = [k for k in acc if k.startswith("top")]
+        rows.append(("vs labels", "  ".join(f"{k.replace('top', 'Top-')} {acc[k] * 100:.2f} %" for k in ks)
+                     + f"  DBA {acc['dba']:.3f}  ({acc['labelled_frames']} frames)"))
+    pw = rep.get("power")
+    if pw and "loss_db" in pw:
+        rows.append(("power loss", "  ".join(f"{k.replace('top', 'Top-')} {v['mean']:.2f} dB (saves "
+                                              f"{pw['sweep_overhead_saved'][k] * 100:.0f} % of the sweep)"
+                                              for k, v in pw["loss_db"].items())))
+    ag = rep.get("agreement")
+    if ag:
+        overlap = next(v for k, v in ag.items() if k.endswith("_overlap"))
+        rows.append(("vs baseline", f"top-1 agreement {ag['top1_agreement'] * 100:.2f} %  top-{rep['topk']} overlap "
+                                    f"{overlap * 100:.2f} %  max |logit error| {ag['max_abs_logit_error']:.2e}"))
+    rows.append(("report", str(path) + (f"  plots: {', '.join(rep['plots'])}" if rep.get("plots") else "")))
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+    if rep["status"] not in ("completed", "max_frames"):
+        err_console.print(f"{rep['status']}: {rep['message']}", highlight=False)
+
+
+record_app = typer.Typer(help="Record streams for beamc run.", no_args_is_help=True)
+data_app.add_typer(record_app, name="record")
+
+
+@record_app.command("csi", epilog="Examples:\n\n  beamc data record csi rec.npz --run runs/latest\n\n"
+                                  "  beamc data record csi rec.npz --recipe sub6_ikd --snr-db 5 --max-frames 2000\n\n"
+                                  "  beamc run bundles/sub6-cpu-fp32 --source csi:rec.npz --baseline runs/latest")
+def record_csi(
+    out: Path = typer.Argument(..., help="The .npz recording to write (format beamc-csi/1)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run", help="Use this run's recipe (its street and preprocessing)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Or a sub6 recipe file or built-in name."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    split: str = typer.Option("test", "--split", help="Users of this split: train, val or test."),
+    snr_db: Optional[float] = typer.Option(None, "--snr-db", help="Receiver SNR (default: the task's reference SNR)."),
+    interval_ms: float = typer.Option(20.0, "--interval-ms", help="Time between snapshots in the recording."),
+    max_frames: int = typer.Option(0, "--max-frames", help="Keep only the first N snapshots (0: all)."),
+) -> None:
+    """Record the embedded sub-6 simulator's users as a CSI stream (csi, timestamps, labels, per-beam power)."""
+    from beamc.runtime.sources.csi import record_csi as record
+
+    path, n = record(out, run_dir=run_dir, recipe_path=_recipe_path(recipe) if recipe else None,
+                     overrides=tuple(overrides or ()), split=split, snr_db=snr_db, interval_s=interval_ms / 1e3,
+                     max_frames=max_frames)
+    console.print(f"wrote {n} CSI snapshots to {path}; replay it with: beamc run BUNDLE --source csi:{path}")
+
+
 def main() -> None:
     try:
         app()

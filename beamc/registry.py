@@ -76,3 +76,9 @@ class Registry(Generic[T]):
 TASKS: Registry[Any] = Registry("task", ("beamc.tasks.sub6",))
 MODELS: Registry[Callable[..., Any]] = Registry("model", ("beamc.tasks.sub6_models",))
 DISTILLERS: Registry[Any] = Registry("distillation method", ("beamc.compress.distillers",))
+# Runtime: sources by spec kind (`beamc run --source KIND:...`) and engines by --engine name.
+# Every module here is torch-free at import time (DESIGN.md dependency rule).
+SOURCES: Registry[Any] = Registry("source", ("beamc.runtime.sources.csi", "beamc.runtime.sources.deepsense",
+                                             "beamc.runtime.sources.opencv", "beamc.runtime.sources.tcp"))
+ENGINES: Registry[Any] = Registry("engine", ("beamc.runtime.engines.ort", "beamc.runtime.engines.trt",
+                                             "beamc.runtime.engines.torch"))
