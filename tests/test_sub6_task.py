@@ -102,3 +102,16 @@ def test_sliding_window_preprocesses_each_frame_once():
     assert seen == [0, 1, 2, 3, 4]
     win.reset()
     assert win.push({"x": 9}) is None
+
+
+def test_stream_fast_path_equals_preprocess_on_random_frames():
+    from beamc.tasks.sub6 import CsiStream
+
+    rng = np.random.default_rng(0)
+    state = {"antennas": 4, "subcarriers": 32, "max_abs": 3.7}
+    stream = CsiStream(state)
+    for dtype in (np.complex64, np.complex128):
+        csi = (rng.normal(size=(4, 32)) + 1j * rng.normal(size=(4, 32))).astype(dtype)
+        np.testing.assert_allclose(stream.push({"csi": csi})[0], preprocess(csi[None], state), rtol=1e-6, atol=1e-7)
+    with pytest.raises(BeamcError, match=r"expected shape \(antennas, subcarriers\) = \(4, 32\), found \(4, 16\)"):
+        stream.push({"csi": np.zeros((4, 16), np.complex64)})
