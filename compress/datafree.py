@@ -57,19 +57,29 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------ generator
 class Generator(nn.Module):
-    """Two fully connected layers (ReLU, then tanh squashed into [input_min, input_max]) that
-    turn noise into `frames` x `features` synthetic inputs, followed by `pad` zero frames."""
+    """Two fully connected layers that turn noise into `frames` x `features` synthetic inputs
+    inside [input_min, input_max], followed by `pad` zero frames.
 
-    def __init__(self, noise_dim: int, hidden: int, frames: int, features: int, pad: int, lo: float, hi: float):
+    `output = "tanh"` is the paper's text: lo + (hi - lo) (tanh(a) + 1) / 2, never exactly at
+    the bounds. `output = "relu"` is the reference code's ReLU, clamped at hi: it produces
+    exact zeros, and processed LiDAR scans are mostly zeros (the static clutter removed)."""
+
+    def __init__(self, noise_dim: int, hidden: int, frames: int, features: int, pad: int, lo: float, hi: float,
+                 output: str = "tanh"):
         super().__init__()
-        self.noise_dim, self.frames, self.features, self.pad = noise_dim, frames, features, pad
+        if output not in ("tanh", "relu"):
+            raise BeamcError(f"generator output: expected 'tanh' or 'relu', found {output!r}")
+        self.noise_dim, self.frames, self.features, self.pad, self.output = noise_dim, frames, features, pad, output
         self.net = nn.Sequential(nn.Linear(noise_dim, hidden), nn.ReLU(), nn.Linear(hidden, frames * features))
         self.register_buffer("lo", torch.tensor(float(lo)))
         self.register_buffer("hi", torch.tensor(float(hi)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         a = self.net(z).reshape(len(z), self.frames, self.features)
-        x = self.lo + (self.hi - self.lo) * (torch.tanh(a) + 1) / 2
+        if self.output == "relu":
+            x = torch.minimum(torch.relu(a) + self.lo, self.hi)
+        else:
+            x = self.lo + (self.hi - self.lo) * (torch.tanh(a) + 1) / 2
         return torch.cat([x, x.new_zeros(len(z), self.pad, self.features)], dim=1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -119,7 +129,7 @@ def generator_loss(features: torch.Tensor, logits: torch.Tensor, mean: torch.Ten
 def build_generator(cfg: Any, meta: dict[str, Any]) -> Generator:
     lay = meta["layout"]
     return Generator(cfg.noise_dim, cfg.generator_hidden, int(lay["frames"]), int(lay["features"]), int(lay["pad"]),
-                     float(meta["input_min"]), float(meta["input_max"]))
+                     float(meta["input_min"]), float(meta["input_max"]), cfg.generator_output)
 
 
 def frozen_teacher_forward(teacher: nn.Module, layer: str):

@@ -32,6 +32,8 @@ class DataFreeConfig:
     beta: float = opt(1e-2, ge=0, doc="weight of the entropy loss (eq. 8)")
     noise_dim: int = opt(500, ge=1, doc="generator input (noise) size")
     generator_hidden: int = opt(64, ge=1, doc="generator hidden layer width")
+    generator_output: Literal["tanh", "relu"] = opt("tanh", doc='squashing into the input range: "tanh" (paper) or '
+                                                    '"relu" clamped at the maximum (reference code; exact zeros)')
     generator_steps: int = opt(500, ge=1, doc="generator updates, each on a fresh noise batch (the paper's 500 epochs)")
     generator_batch_size: int = opt(64, ge=2, doc="noise samples per generator update")
     generator_lr: float = opt(1e-3, gt=0, doc="generator Adam learning rate")
