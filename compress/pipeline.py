@@ -348,6 +348,10 @@ def distill(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fal
     try:
         task = TASKS.get(recipe.task.name)
         data_free = is_data_free(recipe) and not teacher_only
+        if data_free and not (hasattr(task, "teacher_metadata") and hasattr(task, "synthetic_layout")):
+            able = [n for n in TASKS.names() if hasattr(TASKS.get(n), "teacher_metadata")]
+            raise BeamcError(f"distill.method = '{recipe.distill.method}': task '{recipe.task.name}' has no teacher "
+                             f"metadata or synthetic input layout for a generator (tasks that do: {', '.join(able)})")
         ready = trained_teacher_dir(recipe, run.path.parent) if data_free else None
         data = None
         if ready is None:

@@ -225,3 +225,11 @@ def test_data_free_needs_the_metadata_file(teacher_run, tmp_path):
     (tmp_path / "teacher_metadata.json").write_text(json.dumps(meta))
     with pytest.raises(BeamcError, match=r"teacher_metadata.json: missing key 'var'"):
         distill(recipe_from_dict(raw), out=tmp_path / "runs2", progress=False, log=quiet)
+
+
+def test_data_free_on_a_task_without_metadata_is_a_clear_error(tiny_sub6, tmp_path):
+    from beamc.recipe import load_recipe
+
+    recipe = load_recipe(tiny_sub6(method="datafree"))
+    with pytest.raises(BeamcError, match=r"distill.method = 'datafree': task 'sub6' has no teacher metadata .* \(tasks that do: lidar\)"):
+        distill(recipe, out=tmp_path / "runs", progress=False, log=quiet)
