@@ -233,3 +233,30 @@ def test_data_free_on_a_task_without_metadata_is_a_clear_error(tiny_sub6, tmp_pa
     recipe = load_recipe(tiny_sub6(method="datafree"))
     with pytest.raises(BeamcError, match=r"distill.method = 'datafree': task 'sub6' has no teacher metadata .* \(tasks that do: lidar\)"):
         distill(recipe, out=tmp_path / "runs", progress=False, log=quiet)
+
+
+def test_cli_data_free_run_then_explicit_evaluate(teacher_run, tmp_path):
+    """`beamc distill` of a data-free recipe on a teacher checkpoint (its metadata next to
+    it) with evaluation off, then `beamc evaluate RUN` as the separate step that reads data."""
+    import subprocess
+    import sys
+
+    import tomli_w
+
+    raw = tiny_raw("cli_df", "datafree", **DF)
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["output"]["evaluate"] = False
+    recipe = tmp_path / "cli_df.toml"
+    recipe.write_text(tomli_w.dumps(raw))
+
+    def beamc(*args):
+        return subprocess.run([sys.executable, "-m", "beamc.cli", *args], capture_output=True, text=True)
+
+    res = beamc("distill", str(recipe), "--out", str(tmp_path / "runs"), "-q")
+    assert res.returncode == 0, res.stderr
+    assert "data set is not opened" in res.stdout and "not evaluated" in res.stdout
+    run = tmp_path / "runs" / "latest"
+    assert (run / "student.pt").exists() and (run / "teacher_metadata.json").exists()
+    res = beamc("evaluate", str(run))
+    assert res.returncode == 0, res.stderr
+    assert "Top-1 @t" in res.stdout and (run / "evaluation.json").exists()
