@@ -149,3 +149,10 @@ def test_tiny_student_exports_with_parity(tmp_path):
         assert out.shape == (b, 4, 64)
         np.testing.assert_allclose(out, ref[:b], rtol=0, atol=1e-4)
     assert res.parity["fp32"]["golden"]["top1_agreement"] == 1.0
+
+
+def test_per_step_plot_from_metrics(tmp_path):
+    m = {"steps": ["t", "t+1"], "top1": [0.5, 0.25], "top5": [0.75, 0.5]}
+    paths = TASKS.get("lidar").plot({"models": {"teacher": {"metrics": m}, "student": {}}}, tmp_path)
+    assert [p.name for p in paths] == ["per_step.png"] and paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert TASKS.get("lidar").plot({"models": {"student": {"params": 1}}}, tmp_path) == []

@@ -130,12 +130,13 @@ def cross_entropy_np(logits: np.ndarray, labels: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- data
 class LidarData(TaskData):
     def __init__(self, task: Task, cfg: LidarTaskConfig, data_cfg: LidarDataConfig, scans: np.ndarray,
-                 past: np.ndarray, labels: np.ndarray, splits: dict[str, np.ndarray], info: dict[str, Any]):
+                 windows: Any, labels: np.ndarray, splits: dict[str, np.ndarray], info: dict[str, Any]):
         self.task = task
+        self.windows = windows      # beamc.data.windows.Windows: rows of every window's scans and beams
         self.cfg = self.task_cfg = cfg
         self.data_cfg = data_cfg
         self.scans = scans          # [n_frames, 216] float32, preprocessed
-        self.past = past            # [N, past] frame rows of each window, oldest first
+        self.past = windows.past    # [N, past] frame rows of each window, oldest first
         self.labels = labels        # [N, future + 1] 0-based beams of t .. t+future, -100 where padded
         self.splits = splits        # split -> window indices
         self.info = info
@@ -218,9 +219,7 @@ class LidarTask(Task):
         if len(splits["train"]) == 0:
             raise BeamcError(f"{sc.csv_path}: no training windows of {task_cfg.past} scans ({info['split_windows']}); "
                              "use more or longer sequences")
-        data = LidarData(self, task_cfg, data_cfg, np.asarray(frames.data), w.past, labels, splits, info)
-        data.windows = w
-        return data
+        return LidarData(self, task_cfg, data_cfg, np.asarray(frames.data), w, labels, splits, info)
 
     def input_spec(self, task_cfg: LidarTaskConfig, data_cfg: Any, role: str = "student") -> list[TensorSpec]:
         return [TensorSpec("lidar", (task_cfg.past + task_cfg.future, LIDAR_RANGES))]
@@ -283,17 +282,19 @@ class LidarTask(Task):
     def plot(self, metrics: dict[str, Any], out_dir: Any) -> list[Any]:
         from pathlib import Path
 
-        path = step_curves(metrics, Path(out_dir) / "per_step.png", self.TaskConfig().topk)
+        path = step_curves(metrics, Path(out_dir) / "per_step.png")
         return [path] if path else []
 
 
-def step_curves(metrics: Mapping[str, Any], path: Any, topk: Sequence[int]) -> Any:
+def step_curves(metrics: Mapping[str, Any], path: Any) -> Any:
     """Top-K per predicted step, one line per model (the shape of the paper's Figs. 3-5)."""
     from beamc.plots import _plt, save
 
     models = {n: m["metrics"] for n, m in metrics.get("models", {}).items() if m.get("metrics")}
     if not models:
         return None
+    first = next(iter(models.values()))
+    topk = sorted(int(k[3:]) for k in first if k.startswith("top") and k[3:].isdigit())
     plt = _plt()
     fig, axes = plt.subplots(1, len(topk), figsize=(5 * len(topk), 4), squeeze=False)
     for ax, k in zip(axes[0], topk):
