@@ -221,7 +221,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                              progress: Any, on_epoch_end: EpochHook | None) -> None:
     """Alg. 1 of the data-free paper: generator, then student, from the teacher and its
     metadata file alone. Deliberately takes no data object: nothing here can read the data set."""
-    from beamc.compress.datafree import read_metadata, synthesize, train_generator
+    from beamc.compress.datafree import build_generator, read_metadata, synthesize, train_generator
+    from beamc.runs import atomic_torch_save
     from beamc.tasks.base import Batch
 
     cfg, dcfg = recipe.train, recipe.distill
@@ -233,17 +234,13 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
     for param in teacher.parameters():
         param.requires_grad_(False)
     gen_path = run.file("generator.pt")
-    if gen_path.exists():
-        from beamc.compress.datafree import build_generator
-
+    if gen_path.exists():  # resumed run: the generator of the first attempt
         gen = build_generator(dcfg, meta)
         gen.load_state_dict(torch.load(gen_path, map_location="cpu", weights_only=True))
         gen = gen.to(device).eval()
     else:
         gen, _ = train_generator(teacher, meta, dcfg, seed=cfg.seed, device=device,
                                  history_path=run.file("generator_history.csv"), progress=progress)
-        from beamc.runs import atomic_torch_save
-
         atomic_torch_save({k: v.detach().cpu() for k, v in gen.state_dict().items()}, gen_path)
     pool = synthesize(gen, dcfg.samples, seed=cfg.seed + 1)
     teacher.eval()
