@@ -67,6 +67,8 @@ class ModelSection:
 class OutputConfig:
     dir: str = opt("runs", doc="folder that holds run directories (runs/<recipe>-<time>/)")
     plots: bool = opt(True, doc="write PNG plots next to metrics.json")
+    evaluate: bool = opt(True, doc="evaluate on the test split at the end (false: only `beamc evaluate RUN` opens the data; "
+                                   "a data-free run then never reads the data set)")
 
 
 @dataclass(frozen=True)

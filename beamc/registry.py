@@ -73,8 +73,10 @@ class Registry(Generic[T]):
 
 # Tasks are torch-free objects (numpy preprocessing, metrics, data); their model factories
 # import torch lazily. Models register from the tasks' model modules.
-TASKS: Registry[Any] = Registry("task", ("beamc.tasks.sub6", "beamc.tasks.camera_radar"))
-MODELS: Registry[Callable[..., Any]] = Registry("model", ("beamc.tasks.sub6_models", "beamc.tasks.camera_radar_models"))
+TASKS: Registry[Any] = Registry("task", ("beamc.tasks.sub6", "beamc.tasks.vision", "beamc.tasks.lidar",
+                                         "beamc.tasks.camera_radar"))
+MODELS: Registry[Callable[..., Any]] = Registry("model", ("beamc.tasks.sub6_models", "beamc.tasks.vision_models",
+                                                          "beamc.tasks.lidar_models", "beamc.tasks.camera_radar_models"))
 DISTILLERS: Registry[Any] = Registry("distillation method", ("beamc.compress.distillers",))
 # Runtime: sources by spec kind (`beamc run --source KIND:...`) and engines by --engine name.
 # Every module here is torch-free at import time (DESIGN.md dependency rule).

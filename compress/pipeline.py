@@ -3,8 +3,15 @@
     run = open or resume the run directory, write the resolved recipe
     data = task.prepare(...)                      (preprocessing state saved with the run)
     teacher = load recipe.teacher.checkpoint | reuse the cached teacher | train it
+              (+ teacher_metadata.json when the task defines `teacher_metadata`)
     for each generation: student = distill(teacher)      (self-distillation: k generations)
     evaluate every model on the test split -> metrics.json, plots, summary
+
+A data-free method (`distill.method = "datafree"`) changes the order: when the teacher is
+already trained (teacher.checkpoint or the teacher cache) the data is never prepared before
+the student stage, and the student stage itself receives no data object at all, only the
+teacher and its metadata file. With `output.evaluate = false` the run never opens the data
+set; `beamc evaluate RUN` is then the separate, explicit step that does.
 
 Teachers are cached under <runs>/teachers/<task>-<model>-<hash of task, data, model and
 training settings>/ so several recipes (scratch, IKD, RKD, ...) share one trained teacher.
@@ -31,10 +38,11 @@ from beamc.recipe import Recipe, dumps, fingerprint, read_toml
 from beamc.registry import DISTILLERS, TASKS
 from beamc.runs import (Run, atomic_write_json, atomic_write_text, find_resumable, new_run, read_json,
                         resolve_run_dir)
-from beamc.compress.distillers import Taps
+from beamc.compress.distillers import ModelOut, Taps
 from beamc.compress.modeling import (build_model, link_or_copy, load_model, resolve_device, save_model,
                                      torch_predictor)
 from beamc.compress.trainer import fit, validation
+from beamc.compress.datafree import METADATA_FILE, write_metadata
 
 EpochHook = Callable[[str, int, dict[str, Any]], None]
 
@@ -90,6 +98,9 @@ def obtain_teacher(recipe: Recipe, data: Any, run: Run, device: torch.device, pr
             raise BeamcError(f"teacher.checkpoint {recipe.teacher.checkpoint} holds model '{ckpt['model']}', "
                              f"the recipe's teacher.model is '{recipe.teacher.model}'")
         link_or_copy(Path(recipe.teacher.checkpoint), run.file("teacher.pt"))
+        meta = Path(recipe.teacher.checkpoint).parent / METADATA_FILE
+        if meta.exists():
+            link_or_copy(meta, run.file(METADATA_FILE))
         run.update_status(teacher_source=str(recipe.teacher.checkpoint))
         return model.to(device).eval()
 
@@ -113,14 +124,41 @@ def obtain_teacher(recipe: Recipe, data: Any, run: Run, device: torch.device, pr
             state_path=cache / "teacher.state.pt", history_path=cache / "history.csv", on_epoch_end=on_epoch_end)
         atomic_write_json(cache / "teacher.json", {"recipe": recipe.name, "task": recipe.to_dict()["task"],
                                                    "model": recipe.teacher.model, "args": recipe.teacher.args})
+        if hasattr(task, "teacher_metadata"):
+            # written before teacher.pt, whose existence marks a finished cache entry
+            write_metadata(cache / METADATA_FILE, task.teacher_metadata(model.eval(), data))
+            atomic_write_json(cache / "preprocess.json", preprocess_record(recipe, data))
         save_model(final, model, recipe.teacher.model, recipe.teacher.args, recipe.task.name)
         (cache / "teacher.state.pt").unlink(missing_ok=True)
+    elif hasattr(task, "teacher_metadata") and data is not None and not (cache / METADATA_FILE).exists():
+        # a teacher cached before metadata existed: measure it now, the data is at hand
+        cached, _ = load_model(final)
+        write_metadata(cache / METADATA_FILE, task.teacher_metadata(cached.to(device).eval(), data))
+        atomic_write_json(cache / "preprocess.json", preprocess_record(recipe, data))
     link_or_copy(final, run.file("teacher.pt"))
+    if (cache / METADATA_FILE).exists():
+        link_or_copy(cache / METADATA_FILE, run.file(METADATA_FILE))
     if (cache / "history.csv").exists():
         link_or_copy(cache / "history.csv", run.file("teacher_history.csv"))
     run.update_status(teacher_source=str(cache))
     model, _ = load_model(run.file("teacher.pt"))
     return model.to(device).eval()
+
+
+def trained_teacher_dir(recipe: Recipe, out_root: Path) -> Path | None:
+    """Folder of the recipe's teacher when it exists without training (the checkpoint's
+    folder, or its finished teacher-cache entry), else None."""
+    if recipe.teacher.checkpoint:
+        return Path(recipe.teacher.checkpoint).parent
+    cache = teacher_cache_dir(recipe, out_root)
+    return cache if (cache / "teacher.pt").exists() else None
+
+
+def preprocess_record(recipe: Recipe, data: Any) -> dict[str, Any]:
+    task = TASKS.get(recipe.task.name)
+    return {"task": recipe.task.name, "state": data.preprocess_state, "data": data.info,
+            "inputs": {r: [s.to_dict() for s in task.input_spec(recipe.task, recipe.data, r)] for r in ("teacher", "student")},
+            "outputs": [s.to_dict() for s in task.output_spec(recipe.task, recipe.data)]}
 
 
 # -------------------------------------------------------------------------- students
@@ -179,6 +217,60 @@ def train_students(recipe: Recipe, data: Any, run: Run, teacher: torch.nn.Module
         link_or_copy(run.file(f"{names[-1]}.pt"), run.file("student.pt"))
 
 
+def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module, device: torch.device,
+                             progress: Any, on_epoch_end: EpochHook | None) -> None:
+    """Alg. 1 of the data-free paper: generator, then student, from the teacher and its
+    metadata file alone. Deliberately takes no data object: nothing here can read the data set."""
+    from beamc.compress.datafree import build_generator, read_metadata, synthesize, train_generator
+    from beamc.runs import atomic_torch_save
+    from beamc.tasks.base import Batch
+
+    cfg, dcfg = recipe.train, recipe.distill
+    meta = read_metadata(run.file(METADATA_FILE))
+    distiller = DISTILLERS.get(dcfg.method)(dcfg, None)
+    final = run.file("student.pt")
+    if final.exists():
+        return
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    gen_path = run.file("generator.pt")
+    if gen_path.exists():  # resumed run: the generator of the first attempt
+        gen = build_generator(dcfg, meta)
+        gen.load_state_dict(torch.load(gen_path, map_location="cpu", weights_only=True))
+        gen = gen.to(device).eval()
+    else:
+        gen, _ = train_generator(teacher, meta, dcfg, seed=cfg.seed, device=device,
+                                 history_path=run.file("generator_history.csv"), progress=progress)
+        atomic_torch_save({k: v.detach().cpu() for k, v in gen.state_dict().items()}, gen_path)
+    pool = synthesize(gen, dcfg.samples, seed=cfg.seed + 1)
+    teacher.eval()
+
+    def batches(epoch: int):
+        order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch, 17]).permutation(len(pool)))
+        for start in range(0, len(pool), cfg.batch_size):
+            x = pool[order[start:start + cfg.batch_size]]
+            # no labels exist; y only carries the batch size through the trainer's bookkeeping
+            yield Batch((x,), torch.zeros(len(x), dtype=torch.long))
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(recipe.student.model, recipe.student.args).to(device)
+
+    def step(batch):
+        with torch.no_grad():
+            t_out = ModelOut(teacher(*batch.inputs))
+        return distiller.loss(batch, ModelOut(model(*batch.inputs)), t_out)
+
+    fit(model, label="student", cfg=cfg, device=device, num_batches=math.ceil(len(pool) / cfg.batch_size),
+        progress=progress, train_batches=batches, step=step, validate=lambda m: {},
+        state_path=run.file("student.state.pt"), history_path=run.file("student_history.csv"), on_epoch_end=on_epoch_end)
+    save_model(final, model, recipe.student.model, recipe.student.args, recipe.task.name, method=dcfg.method, generation=1)
+    run.file("student.state.pt").unlink(missing_ok=True)
+
+
+def is_data_free(recipe: Recipe) -> bool:
+    return recipe.student is not None and bool(getattr(DISTILLERS.get(recipe.distill.method), "data_free", False))
+
+
 # ------------------------------------------------------------------------ evaluation
 def model_report(data: Any, recipe_task: Any, recipe_data: Any, task: Any, path: Path, role: str,
                  device: torch.device, snr_db: Any = None) -> dict[str, Any]:
@@ -211,6 +303,20 @@ def evaluate_run(recipe: Recipe, data: Any, run_dir: Path, device: torch.device,
     return out
 
 
+def unevaluated_report(recipe: Recipe, run_dir: Path) -> dict[str, Any]:
+    """metrics.json of a run with `output.evaluate = false`: sizes only, no data touched."""
+    task = TASKS.get(recipe.task.name)
+    models: dict[str, Any] = {}
+    for name, role in [("teacher", "teacher")] + [(n, "student") for n in student_names(recipe)]:
+        if (run_dir / f"{name}.pt").exists():
+            model, ckpt = load_model(run_dir / f"{name}.pt")
+            specs = task.input_spec(recipe.task, recipe.data, role)
+            models[name] = {"model": ckpt["model"], "args": ckpt["args"], "checkpoint": f"{name}.pt",
+                            "params": count_params(model), "flops": count_flops(model, example_inputs(specs))}
+    return {"recipe": recipe.name, "task": recipe.task.name, "method": recipe.distill.method, "evaluated": False,
+            "models": models}
+
+
 def write_plots(recipe: Recipe, metrics: dict[str, Any], run: Run) -> list[str]:
     import csv
 
@@ -238,23 +344,42 @@ def distill(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fal
     log(f"run directory: {run.path}")
     try:
         task = TASKS.get(recipe.task.name)
-        log("preparing data ...")
-        data = task.prepare(recipe.task, recipe.data, progress=progress)
-        atomic_write_json(run.file("preprocess.json"), {
-            "task": recipe.task.name, "state": data.preprocess_state, "data": data.info,
-            "inputs": {r: [s.to_dict() for s in task.input_spec(recipe.task, recipe.data, r)] for r in ("teacher", "student")},
-            "outputs": [s.to_dict() for s in task.output_spec(recipe.task, recipe.data)]})
+        data_free = is_data_free(recipe) and not teacher_only
+        if data_free and not (hasattr(task, "teacher_metadata") and hasattr(task, "synthetic_layout")):
+            able = [n for n in TASKS.names() if hasattr(TASKS.get(n), "teacher_metadata")]
+            raise BeamcError(f"distill.method = '{recipe.distill.method}': task '{recipe.task.name}' has no teacher "
+                             f"metadata or synthetic input layout for a generator (tasks that do: {', '.join(able)})")
+        ready = trained_teacher_dir(recipe, run.path.parent) if data_free else None
+        data = None
+        if ready is None:
+            log("preparing data ...")
+            data = task.prepare(recipe.task, recipe.data, progress=progress)
+            atomic_write_json(run.file("preprocess.json"), preprocess_record(recipe, data))
+        else:
+            log(f"data-free: teacher from {ready}; the data set is not opened for the student stage")
+            if (ready / "preprocess.json").exists():
+                link_or_copy(ready / "preprocess.json", run.file("preprocess.json"))
         device = resolve_device(recipe.train.device)
         prog = _progress(progress)
         with prog if prog is not None else ExitStack():
             teacher = obtain_teacher(recipe, data, run, device, prog, on_epoch_end)
             run.mark_stage("teacher")
             if not teacher_only and recipe.student is not None:
-                train_students(recipe, data, run, teacher, device, prog, on_epoch_end)
+                if data_free:
+                    train_students_data_free(recipe, run, teacher, device, prog, on_epoch_end)
+                else:
+                    train_students(recipe, data, run, teacher, device, prog, on_epoch_end)
                 run.mark_stage("student")
-        log("evaluating on the test split ...")
         evaluation_recipe = recipe if not teacher_only else _without_student(recipe)
-        metrics = evaluate_run(evaluation_recipe, data, run.path, device)
+        if recipe.output.evaluate:
+            if data is None:
+                log("preparing the test data for evaluation ...")
+                data = task.prepare(recipe.task, recipe.data, progress=progress)
+            log("evaluating on the test split ...")
+            metrics = evaluate_run(evaluation_recipe, data, run.path, device)
+        else:
+            log("output.evaluate = false: not evaluated (run `beamc evaluate` on this run)")
+            metrics = unevaluated_report(evaluation_recipe, run.path)
         metrics["run"] = str(run.path)
         atomic_write_json(run.file("metrics.json"), metrics)
         if recipe.output.plots:

@@ -162,7 +162,7 @@ def validation(data: Any, criterion: Callable[[torch.Tensor, torch.Tensor], torc
                 total += float(criterion(logits, batch.y)) * len(batch.y)
                 correct += int((logits.argmax(-1) == batch.y).sum())
                 count += len(batch.y)
-                steps += int(batch.y.numel())
+                steps += int((batch.y != -100).sum())   # padded labels (beam tracking) are not predictions
         return {"val_loss": total / max(count, 1), "val_top1": correct / max(steps, 1)}
 
     return run

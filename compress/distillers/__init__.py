@@ -2,7 +2,7 @@
 
 from beamc.registry import DISTILLERS
 from beamc.compress.distillers.base import Distiller, ModelOut, NoneConfig, Taps
-from beamc.compress.distillers import ikd, rkd, selfkd  # noqa: F401  (registration)
+from beamc.compress.distillers import datafree, ikd, kdmse, rkd, selfkd  # noqa: F401  (registration)
 
 DISTILLERS.add("none", Distiller)
 

@@ -1,0 +1,91 @@
+"""LiDAR data-free KD paper, Figs. 3-5 in shape: Top-1 / Top-5 per predicted beam (t .. t+3)
+of the teacher, the DF-KD students (KL, MSE), standard KD, KD-MSE, the student without KD
+and the four generator-loss ablations, side by side from one invocation.
+
+    python benchmarks/lidar_dfkd.py --seeds 0 1 2                 # the recipes as they are
+    python benchmarks/lidar_dfkd.py --seeds 0 --set train.epochs=2  # quick look
+
+All recipes share one cached teacher (and its metadata file); only the students (and the
+DF-KD generators) change with the seed. Prints a markdown table: the mean over seeds per
+method, Top-1 and Top-5 in % per step, their step means, and the share of the no-KD ->
+teacher gap in mean Top-1 that each student recovers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from beamc.compress.pipeline import distill, read_metrics
+from beamc.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = {
+    "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse", "KD": "lidar_kd", "KD-MSE": "lidar_kd_mse",
+    "no KD": "lidar_scratch",
+    "ablation: weighted": "lidar_dfkd_ablation_weighted", "ablation: metadata": "lidar_dfkd_ablation_metadata",
+    "ablation: activation": "lidar_dfkd_ablation_activation", "ablation: entropy": "lidar_dfkd_ablation_entropy",
+}
+
+
+def row(name: str, runs: list[dict], gap: tuple[float, float] | None) -> str:
+    def mean(key: str, i: int | None = None) -> float:
+        vals = [m[key] if i is None else m[key][i] for m in runs]
+        return 100 * statistics.mean(vals)
+
+    steps = len(runs[0]["top1"])
+    cells = [f"{mean('top1', i):.1f}" for i in range(steps)] + [f"{mean('mean_top1'):.1f}"]
+    cells += [f"{mean('top5', i):.1f}" for i in range(steps)] + [f"{mean('mean_top5'):.1f}"]
+    rec = ""
+    if gap is not None and gap[1] != gap[0]:
+        rec = f"{100 * (mean('mean_top1') - gap[0]) / (gap[1] - gap[0]):.0f} %"
+    spread = ""
+    if len(runs) > 1:
+        spread = f" ±{100 * statistics.pstdev(m['mean_top1'] for m in runs):.1f}"
+    return f"| {name} | " + " | ".join(cells) + f" | {rec} | {len(runs)}{spread} |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override for every run")
+    ap.add_argument("--out", type=Path, default=Path("runs/lidar_dfkd"))
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+
+    results: dict[str, list[dict]] = {"teacher": []}
+    for seed in args.seeds:
+        for method in args.methods:
+            recipe = load_recipe(REPO / "recipes" / f"{METHODS[method]}.toml", [*args.overrides, f"train.seed={seed}"])
+            run = distill(recipe, out=args.out, progress=False, log=lambda s: None)
+            models = read_metrics(run.path)["models"]
+            results.setdefault(method, []).append(models["student"]["metrics"])
+            if len(results["teacher"]) < args.seeds.index(seed) + 1:
+                results["teacher"].append(models["teacher"]["metrics"])
+            print(f"seed {seed} {method:22s} {models['student']['headline']}  ({run.path.name})", flush=True)
+
+    steps = results["teacher"][0]["steps"]
+    gap = None
+    if results.get("no KD"):
+        gap = (100 * statistics.mean(m["mean_top1"] for m in results["no KD"]),
+               100 * statistics.mean(m["mean_top1"] for m in results["teacher"]))
+    head = [f"Top-1 {s}" for s in steps] + ["Top-1 mean"] + [f"Top-5 {s}" for s in steps] + ["Top-5 mean"]
+    print()
+    print(f"LiDAR beam tracking, test split ({results['teacher'][0]['num_samples']} windows), % (mean over seeds {args.seeds})")
+    print()
+    print("| model | " + " | ".join(head) + " | gap recovered | seeds (±sd Top-1 mean) |")
+    print("|---" * (len(head) + 3) + "|")
+    for name, runs in results.items():
+        if runs:
+            print(row(name, runs, gap if name not in ("teacher", "no KD") else None))
+    print()
+    print("gap recovered = (student - no KD) / (teacher - no KD) in mean Top-1 over the 4 predicted beams")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Data-free KD (Zakeri et al., ../shared/papers/lidar-data-free-kd-beam-tracking.md, Alg. 1).
+
+    teacher training  ->  teacher.pt + teacher_metadata.json (mean / variance of the teacher's
+                          last hidden state over the training data, the input value range)
+    step 1: knowledge inversion: a generator G (noise 500 -> 64 ReLU -> frames x features,
+            squashed into the input range, then the task's zero frames) trained against the
+            frozen teacher with  L_G = L_meta + alpha L_act + beta L_ent  (eq. 8)
+    step 2: the student learns from the teacher's outputs on G's samples only (KL at T or
+            MSE on logits; `distillers/datafree.py`)
+
+Nothing here reads a data set: the teacher, its metadata file and the recipe are the inputs.
+Each generator loss is a function of tensors so tests check them on hand-made values.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from beamc.errors import BeamcError
+from beamc.runs import atomic_write_csv, atomic_write_json, read_json
+
+METADATA_FILE = "teacher_metadata.json"
+METADATA_FORMAT = "beamc-teacher-metadata/1"
+
+
+# ------------------------------------------------------------------------- metadata
+def write_metadata(path: Path, meta: dict[str, Any]) -> Path:
+    atomic_write_json(path, {"format": METADATA_FORMAT, **meta})
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The teacher's metadata file, checked: BeamcError naming the file and key otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise BeamcError(f"{p}: teacher metadata not found; data-free distillation needs the {METADATA_FILE} that "
+                         "teacher training writes next to teacher.pt (retrain the teacher with this version of beamc)")
+    meta = read_json(p, METADATA_FILE)
+    if meta.get("format") != METADATA_FORMAT:
+        raise BeamcError(f"{p}: expected format '{METADATA_FORMAT}', found {meta.get('format')!r}")
+    for key in ("layer", "mean", "var", "input_min", "input_max", "layout"):
+        if key not in meta:
+            raise BeamcError(f"{p}: missing key '{key}'")
+    if len(meta["mean"]) != len(meta["var"]) or not meta["mean"]:
+        raise BeamcError(f"{p}: 'mean' and 'var' must be non-empty lists of one length, found {len(meta['mean'])} and {len(meta['var'])}")
+    for key in ("frames", "features", "pad"):
+        if key not in meta["layout"]:
+            raise BeamcError(f"{p}: missing key 'layout.{key}'")
+    return meta
+
+
+# ------------------------------------------------------------------------ generator
+class Generator(nn.Module):
+    """Two fully connected layers that turn noise into `frames` x `features` synthetic inputs
+    inside [input_min, input_max], followed by `pad` zero frames.
+
+    `output = "tanh"` is the paper's text: lo + (hi - lo) (tanh(a) + 1) / 2, never exactly at
+    the bounds. `output = "relu"` is the reference code's ReLU, clamped at hi: it produces
+    exact zeros, and processed LiDAR scans are mostly zeros (the static clutter removed)."""
+
+    def __init__(self, noise_dim: int, hidden: int, frames: int, features: int, pad: int, lo: float, hi: float,
+                 output: str = "tanh"):
+        super().__init__()
+        if output not in ("tanh", "relu"):
+            raise BeamcError(f"generator output: expected 'tanh' or 'relu', found {output!r}")
+        self.noise_dim, self.frames, self.features, self.pad, self.output = noise_dim, frames, features, pad, output
+        self.net = nn.Sequential(nn.Linear(noise_dim, hidden), nn.ReLU(), nn.Linear(hidden, frames * features))
+        self.register_buffer("lo", torch.tensor(float(lo)))
+        self.register_buffer("hi", torch.tensor(float(hi)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        a = self.net(z).reshape(len(z), self.frames, self.features)
+        if self.output == "relu":
+            x = torch.minimum(torch.relu(a) + self.lo, self.hi)
+        else:
+            x = self.lo + (self.hi - self.lo) * (torch.tanh(a) + 1) / 2
+        return torch.cat([x, x.new_zeros(len(z), self.pad, self.features)], dim=1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = self.lo.device
+        return self(torch.randn(n, self.noise_dim, generator=generator).to(device))
+
+
+# --------------------------------------------------------------------------- losses
+def metadata_loss(features: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """Eq. (5): MSE(mu, mu^) + MSE(sigma^2, sigma^2^), batch statistics per feature unit
+    (unbiased variance, as the saved metadata)."""
+    f = features.reshape(len(features), -1)
+    return F.mse_loss(f.mean(dim=0), mean) + F.mse_loss(f.var(dim=0), var)
+
+
+def activation_loss(features: torch.Tensor) -> torch.Tensor:
+    """Eq. (6): minus the mean L2 norm of each sample's features."""
+    return -features.reshape(len(features), -1).norm(dim=1).mean()
+
+
+def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Eq. (7): entropy -sum_i p_i log p_i of the teacher's softmax, averaged over samples
+    (and predicted steps)."""
+    logp = F.log_softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1).mean()
+
+
+def generator_loss(features: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, *,
+                   use_metadata: bool = True, use_activation: bool = True, use_entropy: bool = True,
+                   alpha: float = 1e-4, beta: float = 1e-2) -> dict[str, torch.Tensor]:
+    """Eq. (8): L_G = L_meta + alpha L_act + beta L_ent, each term switchable (Fig. 3's
+    ablation). Components are returned unweighted for logging."""
+    if not (use_metadata or use_activation or use_entropy):
+        raise BeamcError("distill: at least one of metadata_loss, activation_loss, entropy_loss must be true")
+    parts = {"meta": metadata_loss(features, mean, var), "act": activation_loss(features), "ent": entropy_loss(logits)}
+    total = features.new_zeros(())
+    if use_metadata:
+        total = total + parts["meta"]
+    if use_activation:
+        total = total + alpha * parts["act"]
+    if use_entropy:
+        total = total + beta * parts["ent"]
+    return {"loss": total, **parts}
+
+
+# ------------------------------------------------------------------------- training
+def build_generator(cfg: Any, meta: dict[str, Any]) -> Generator:
+    lay = meta["layout"]
+    return Generator(cfg.noise_dim, cfg.generator_hidden, int(lay["frames"]), int(lay["features"]), int(lay["pad"]),
+                     float(meta["input_min"]), float(meta["input_max"]), cfg.generator_output)
+
+
+def frozen_teacher_forward(teacher: nn.Module, layer: str):
+    """teacher(x) -> (features of `layer`, logits) with gradients flowing to x only.
+
+    The teacher stays in eval mode (no dropout). cuDNN refuses RNN backward in eval mode,
+    so on a GPU the forward runs with cuDNN off (the reference code flips the teacher to
+    train mode instead, which would also change any normalisation layer)."""
+    from contextlib import nullcontext
+
+    from beamc.compress.distillers import Taps
+
+    taps = Taps(teacher, (layer,), "teacher metadata layer")
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx = torch.backends.cudnn.flags(enabled=False) if x.is_cuda else nullcontext()
+        with ctx:
+            out = taps.run(teacher, (x,))
+        return out.features[layer], out.logits
+
+    return run, taps
+
+
+def train_generator(teacher: nn.Module, meta: dict[str, Any], cfg: Any, *, seed: int, device: torch.device,
+                    history_path: Path | None = None, progress: Any = None) -> tuple[Generator, list[dict[str, Any]]]:
+    """Step 1 of Alg. 1: `cfg.generator_steps` Adam steps, each on a fresh noise batch."""
+    torch.manual_seed(seed)
+    gen = build_generator(cfg, meta).to(device)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    mean = torch.tensor(meta["mean"], dtype=torch.float32, device=device)
+    var = torch.tensor(meta["var"], dtype=torch.float32, device=device)
+    forward, taps = frozen_teacher_forward(teacher, meta["layer"])
+    opt = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr)
+    noise = torch.Generator().manual_seed(seed)
+    history: list[dict[str, Any]] = []
+    task_id = progress.add_task("generator", total=cfg.generator_steps) if progress else None
+    try:
+        for step in range(1, cfg.generator_steps + 1):
+            x = gen.sample(cfg.generator_batch_size, noise)
+            feats, logits = forward(x)
+            losses = generator_loss(feats, logits, mean, var, use_metadata=cfg.metadata_loss,
+                                    use_activation=cfg.activation_loss, use_entropy=cfg.entropy_loss,
+                                    alpha=cfg.alpha, beta=cfg.beta)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            opt.step()
+            if step == 1 or step % max(1, cfg.generator_steps // 50) == 0 or step == cfg.generator_steps:
+                history.append({"step": step, **{k: float(v.detach()) for k, v in losses.items()}})
+            if not math.isfinite(float(losses["loss"].detach())):
+                raise BeamcError(f"generator training diverged at step {step} (loss {float(losses['loss'])}); "
+                                 "lower distill.generator_lr")
+            if progress:
+                progress.update(task_id, advance=1, description=f"generator loss {float(losses['loss'].detach()):.4f}")
+    finally:
+        taps.close()
+    if history_path is not None:
+        atomic_write_csv(history_path, history)
+    return gen.eval(), history
+
+
+def synthesize(gen: Generator, n: int, seed: int, batch: int = 1024) -> torch.Tensor:
+    """The student's fixed training set: `n` generator samples from noise drawn with `seed`
+    (the reference code draws 5000 once and trains the student epochs over them)."""
+    noise = torch.Generator().manual_seed(seed)
+    out = []
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            out.append(gen.sample(min(batch, n - i), noise).cpu())
+    return torch.cat(out)

@@ -1,0 +1,56 @@
+"""Data-free distillation (`method = "datafree"`) and its generator settings.
+
+The student sees generator samples only and learns the teacher's outputs on them, with
+no labels (there are none): eq. (9), T^2 KL(softmax(z_T / T) || softmax(z_S / T)) averaged
+over samples and predicted steps, or eq. (10), the MSE between raw logits. The pipeline
+runs such a method without ever preparing the task's data for the student stage
+(`compress.pipeline.train_students_data_free`); the generator is trained there first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch.nn.functional as F
+
+from beamc.registry import DISTILLERS
+from beamc.schema import opt
+from beamc.compress.distillers.base import Distiller, ModelOut
+from beamc.compress.losses import kd_kl
+
+
+@dataclass(frozen=True)
+class DataFreeConfig:
+    method: Literal["datafree"] = opt("datafree", doc="data-free KD from a generator trained against the teacher")
+    student_loss: Literal["kl", "mse"] = opt("kl", doc='"kl": T^2 KL at `temperature` (eq. 9); "mse": MSE between logits (eq. 10)')
+    temperature: float = opt(5.0, gt=0, doc="softening temperature T of the KL loss")
+    metadata_loss: bool = opt(True, doc="generator: match the teacher's feature mean / variance (eq. 5)")
+    activation_loss: bool = opt(True, doc="generator: maximise the teacher's feature norm (eq. 6), weight alpha")
+    entropy_loss: bool = opt(True, doc="generator: minimise the teacher's prediction entropy (eq. 7), weight beta")
+    alpha: float = opt(1e-4, ge=0, doc="weight of the activation loss (eq. 8)")
+    beta: float = opt(1e-2, ge=0, doc="weight of the entropy loss (eq. 8)")
+    noise_dim: int = opt(500, ge=1, doc="generator input (noise) size")
+    generator_hidden: int = opt(64, ge=1, doc="generator hidden layer width")
+    generator_output: Literal["tanh", "relu"] = opt("tanh", doc='squashing into the input range: "tanh" (paper) or '
+                                                    '"relu" clamped at the maximum (reference code; exact zeros)')
+    generator_steps: int = opt(500, ge=1, doc="generator updates, each on a fresh noise batch (the paper's 500 epochs)")
+    generator_batch_size: int = opt(64, ge=2, doc="noise samples per generator update")
+    generator_lr: float = opt(1e-3, gt=0, doc="generator Adam learning rate")
+    samples: int = opt(5000, ge=1, doc="synthetic samples drawn once from the trained generator for the student")
+
+
+@DISTILLERS.register("datafree")
+class DataFree(Distiller):
+    Config = DataFreeConfig
+    needs_teacher = True
+    # the pipeline must not prepare the task's data for the student stage of this method
+    data_free: ClassVar[bool] = True
+
+    def loss(self, batch, student_out: ModelOut, teacher_out: ModelOut | None):
+        s, t = student_out.logits, teacher_out.logits
+        if self.cfg.student_loss == "mse":
+            kd = F.mse_loss(s, t)
+        else:
+            kd = kd_kl(s, t, self.cfg.temperature)
+        return {"loss": kd, f"kd_{self.cfg.student_loss}": kd}

@@ -1,0 +1,262 @@
+"""Data-free KD: generator losses on hand-made tensors, the generator, the student losses,
+teacher metadata saved and used, and a data-free run with the data folder made unreadable."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from beamc.compress import datafree as dfm
+from beamc.compress.datafree import (Generator, activation_loss, entropy_loss, generator_loss, metadata_loss,
+                                     read_metadata, train_generator)
+from beamc.compress.distillers import ModelOut
+from beamc.compress.pipeline import distill, reevaluate
+from beamc.errors import BeamcError
+from beamc.recipe import recipe_from_dict
+from beamc.registry import DISTILLERS, TASKS
+
+FEATS = torch.tensor([[1.0, 2.0], [3.0, 6.0]])       # batch mean [2, 4], unbiased var [2, 8]
+LOGITS = torch.tensor([[0.0, 0.0], [0.0, math.log(3.0)]])   # softmax [.5, .5] and [.25, .75]
+MEAN, VAR = torch.tensor([1.0, 4.0]), torch.tensor([2.0, 4.0])
+ENTROPY = (math.log(2) - (0.25 * math.log(0.25) + 0.75 * math.log(0.75))) / 2
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+# ---------------------------------------------------------------------------- losses
+def test_generator_losses_by_hand():
+    # ((2-1)^2 + (4-4)^2) / 2 + ((2-2)^2 + (8-4)^2) / 2
+    assert float(metadata_loss(FEATS, MEAN, VAR)) == pytest.approx(0.5 + 8.0)
+    # -(sqrt(5) + sqrt(45)) / 2
+    assert float(activation_loss(FEATS)) == pytest.approx(-2 * math.sqrt(5))
+    assert float(entropy_loss(LOGITS)) == pytest.approx(ENTROPY)
+    # [B, steps, C] logits: every (sample, step) counts once
+    assert float(entropy_loss(LOGITS[None])) == pytest.approx(ENTROPY)
+
+
+def test_generator_loss_is_eq8_with_switchable_terms():
+    full = generator_loss(FEATS, LOGITS, MEAN, VAR, alpha=1e-4, beta=1e-2)
+    assert float(full["loss"]) == pytest.approx(8.5 - 1e-4 * 2 * math.sqrt(5) + 1e-2 * ENTROPY, rel=1e-6)
+    assert float(full["meta"]) == pytest.approx(8.5) and float(full["ent"]) == pytest.approx(ENTROPY)
+    only = lambda **kw: float(generator_loss(FEATS, LOGITS, MEAN, VAR, alpha=1e-4, beta=1e-2, **kw)["loss"])  # noqa: E731
+    assert only(use_activation=False, use_entropy=False) == pytest.approx(8.5)
+    assert only(use_metadata=False, use_entropy=False) == pytest.approx(-1e-4 * 2 * math.sqrt(5))
+    assert only(use_metadata=False, use_activation=False) == pytest.approx(1e-2 * ENTROPY)
+    with pytest.raises(BeamcError, match="at least one of metadata_loss, activation_loss, entropy_loss"):
+        generator_loss(FEATS, LOGITS, MEAN, VAR, use_metadata=False, use_activation=False, use_entropy=False)
+
+
+def test_student_losses_by_hand():
+    from beamc.tasks.base import Batch
+
+    cfg = DISTILLERS.get("datafree").Config
+    s, t = torch.zeros(1, 1, 2), torch.tensor([[[0.0, 5 * math.log(3.0)]]])
+    batch = Batch((torch.zeros(1),), torch.zeros(1, 1, dtype=torch.long))
+    kl = DISTILLERS.get("datafree")(cfg(student_loss="kl", temperature=5.0), None).loss(batch, ModelOut(s), ModelOut(t))
+    # T^2 KL([.25, .75] || [.5, .5]) at T = 5
+    assert float(kl["loss"]) == pytest.approx(25 * (0.25 * math.log(0.5) + 0.75 * math.log(1.5)), rel=1e-5)
+    mse = DISTILLERS.get("datafree")(cfg(student_loss="mse"), None).loss(batch, ModelOut(s), ModelOut(t))
+    assert float(mse["loss"]) == pytest.approx((5 * math.log(3.0)) ** 2 / 2)
+    # KD-MSE: gamma MSE + (1 - gamma) CE; CE of uniform logits over 2 classes is ln 2
+    from beamc.compress.losses import cross_entropy
+
+    kdm = DISTILLERS.get("kd_mse")(DISTILLERS.get("kd_mse").Config(alpha=0.7), cross_entropy)
+    out = kdm.loss(batch, ModelOut(s), ModelOut(t))
+    assert float(out["loss"]) == pytest.approx(0.7 * (5 * math.log(3.0)) ** 2 / 2 + 0.3 * math.log(2), rel=1e-6)
+
+
+@pytest.mark.parametrize("output", ["tanh", "relu"])
+def test_generator_shape_range_and_padding(output):
+    torch.manual_seed(0)
+    g = Generator(500, 64, 8, 216, 3, 0.0, 4.0, output)
+    assert sum(p.numel() for p in g.parameters()) == 500 * 64 + 64 + 64 * 8 * 216 + 8 * 216
+    g.net[2].bias.data.fill_(50.0 if output == "relu" else 0.0)   # drive the relu variant past the maximum
+    with torch.no_grad():
+        x = g(torch.randn(5, 500))
+    assert x.shape == (5, 11, 216) and not x[:, 8:].any()
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 4.0
+    if output == "relu":
+        assert float(x[:, :8].min()) == 4.0          # clamped, not wrapped
+    else:
+        assert 0.0 < float(x[:, :8].min()) and float(x[:, :8].max()) < 4.0
+
+
+# ---------------------------------------------------------------------- pipeline
+TINY_SYNTH = {"sequences": 5, "min_frames": 14, "max_frames": 18, "seed": 5}
+
+
+def tiny_raw(name: str, method: str = "none", data: dict | None = None, **distill) -> dict:
+    raw = {"name": name, "task": {"name": "lidar"},
+           "data": data or {"source": "synth", "synth": TINY_SYNTH, "train_fraction": 0.6, "val_fraction": 0.2},
+           "teacher": {"model": "lidar_gru", "args": {"hidden_size": 12, "embed_dim": 8}},
+           "distill": {"method": method, **distill},
+           "train": {"epochs": 1, "batch_size": 16, "device": "cpu", "seed": 0},
+           "output": {"plots": False}}
+    if method != "none":
+        raw["student"] = {"model": "lidar_gru", "args": {"hidden_size": 4, "embed_dim": 8}}
+    return raw
+
+
+DF = {"generator_steps": 6, "generator_batch_size": 8, "samples": 40, "noise_dim": 16, "generator_hidden": 8}
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lidar-teacher")
+    raw = tiny_raw("tiny_lidar_teacher")
+    raw["train"]["epochs"] = 2
+    return distill(recipe_from_dict(raw), out=out / "runs", progress=False, log=quiet)
+
+
+def test_metadata_is_saved_next_to_the_teacher(teacher_run):
+    from beamc.compress.modeling import load_model
+
+    run = teacher_run.path
+    caches = list((run.parent / "teachers").iterdir())
+    assert len(caches) == 1 and (caches[0] / "teacher_metadata.json").exists()
+    meta = read_metadata(run / "teacher_metadata.json")
+    assert meta == read_metadata(caches[0] / "teacher_metadata.json")
+    # recompute: the GRU's final hidden state over the training windows
+    raw = tiny_raw("x")
+    r = recipe_from_dict(raw)
+    data = TASKS.get("lidar").prepare(r.task, r.data, progress=False)
+    (x,), _ = data.arrays("train")
+    teacher, _ = load_model(run / "teacher.pt")
+    with torch.no_grad():
+        out, h = teacher.gru(teacher.embed(torch.from_numpy(x)))
+    f = h[-1].double().numpy()
+    assert meta["layer"] == "hidden" and meta["num_samples"] == len(x) == data.split_size("train")
+    np.testing.assert_allclose(meta["mean"], f.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(meta["var"], f.var(axis=0, ddof=1), rtol=1e-4, atol=1e-6)
+    assert meta["input_min"] == 0.0 and meta["input_max"] == pytest.approx(float(x[:, :8].max()))
+    assert meta["layout"] == {"frames": 8, "features": 216, "pad": 3}
+
+
+def test_generator_training_uses_the_metadata(teacher_run):
+    from beamc.compress.modeling import load_model
+
+    teacher, _ = load_model(teacher_run.path / "teacher.pt")
+    cfg = DISTILLERS.get("datafree").Config(**DF)
+    meta = read_metadata(teacher_run.path / "teacher_metadata.json")
+    shifted = {**meta, "mean": [m + 1.0 for m in meta["mean"]]}
+
+    def first_batch_meta(m):
+        # replay the first step: same seed -> same generator weights and noise
+        torch.manual_seed(0)
+        g = dfm.build_generator(cfg, m)
+        x = g.sample(cfg.generator_batch_size, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            out, h = teacher.gru(teacher.embed(x))
+        return float(metadata_loss(h[-1], torch.tensor(m["mean"]), torch.tensor(m["var"])))
+
+    for m in (meta, shifted):
+        _, hist = train_generator(teacher, m, cfg, seed=0, device=torch.device("cpu"))
+        assert hist[0]["step"] == 1 and hist[0]["meta"] == pytest.approx(first_batch_meta(m), rel=1e-5)
+    assert first_batch_meta(shifted) > first_batch_meta(meta) + 0.5
+
+
+def test_data_free_student_never_opens_the_data_folder(tmp_path, monkeypatch):
+    """Teacher trained on a DeepSense-format folder; the folder is then made unreadable (and,
+    since root ignores permissions, every way into the data set is made to fail) and the
+    data-free recipe still trains its student. `beamc evaluate` is the explicit later step."""
+    from beamc.data.synth.v2i import DeepSenseSynthConfig, generate
+
+    folder = tmp_path / "scenario8"
+    generate(DeepSenseSynthConfig(**TINY_SYNTH, camera=False, radar=False, gps=False), folder)
+    data = {"source": "deepsense", "folder": str(folder), "train_fraction": 0.6, "val_fraction": 0.2}
+    out = tmp_path / "runs"
+    distill(recipe_from_dict(tiny_raw("t", data=data)), out=out, progress=False, log=quiet)
+
+    df_raw = tiny_raw("df", "datafree", data=data, **DF)
+    df_raw["output"]["evaluate"] = False
+    os.chmod(folder, 0o000)
+    import beamc.data.deepsense as ds
+    import beamc.tasks.deepsense_data as dsd
+    from beamc.tasks.lidar import LidarTask
+
+    def refuse(*a, **k):
+        raise AssertionError("the data-free student stage opened the data set")
+
+    for mod in (ds, dsd):
+        monkeypatch.setattr(mod, "open_scenario", refuse)
+    monkeypatch.setattr(LidarTask, "prepare", refuse)
+    logs: list[str] = []
+    try:
+        if os.geteuid() != 0:
+            with pytest.raises(PermissionError):
+                os.listdir(folder)
+        run = distill(recipe_from_dict(df_raw), out=out, progress=False, log=logs.append)
+    finally:
+        os.chmod(folder, 0o755)
+        monkeypatch.undo()
+    assert (run.path / "student.pt").exists() and (run.path / "generator.pt").exists()
+    assert any("data set is not opened" in line for line in logs)
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert metrics["evaluated"] is False and metrics["models"]["student"]["params"] > 0
+    hist = (run.path / "generator_history.csv").read_text().splitlines()
+    assert hist[0] == "step,loss,meta,act,ent" and len(hist) == 1 + DF["generator_steps"]
+
+    # the tiny end-to-end result, evaluated afterwards with the data readable again
+    ev = reevaluate(run.path, device="cpu")
+    student = ev["models"]["student"]["metrics"]
+    assert student["steps"] == ["t", "t+1", "t+2", "t+3"] and len(student["top5"]) == 4
+    assert all(0.0 <= v <= 1.0 for v in student["top1"] + student["top5"])
+
+
+def test_data_free_needs_the_metadata_file(teacher_run, tmp_path):
+    ckpt = tmp_path / "teacher.pt"
+    ckpt.write_bytes((teacher_run.path / "teacher.pt").read_bytes())
+    raw = tiny_raw("df", "datafree", **DF)
+    raw["teacher"]["checkpoint"] = str(ckpt)
+    raw["output"]["evaluate"] = False
+    with pytest.raises(BeamcError, match=r"teacher_metadata.json: teacher metadata not found"):
+        distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+    meta = json.loads((teacher_run.path / "teacher_metadata.json").read_text())
+    del meta["var"]
+    (tmp_path / "teacher_metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BeamcError, match=r"teacher_metadata.json: missing key 'var'"):
+        distill(recipe_from_dict(raw), out=tmp_path / "runs2", progress=False, log=quiet)
+
+
+def test_data_free_on_a_task_without_metadata_is_a_clear_error(tiny_sub6, tmp_path):
+    from beamc.recipe import load_recipe
+
+    recipe = load_recipe(tiny_sub6(method="datafree"))
+    with pytest.raises(BeamcError, match=r"distill.method = 'datafree': task 'sub6' has no teacher metadata .* \(tasks that do: lidar\)"):
+        distill(recipe, out=tmp_path / "runs", progress=False, log=quiet)
+
+
+def test_cli_data_free_run_then_explicit_evaluate(teacher_run, tmp_path):
+    """`beamc distill` of a data-free recipe on a teacher checkpoint (its metadata next to
+    it) with evaluation off, then `beamc evaluate RUN` as the separate step that reads data."""
+    import subprocess
+    import sys
+
+    import tomli_w
+
+    raw = tiny_raw("cli_df", "datafree", **DF)
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["output"]["evaluate"] = False
+    recipe = tmp_path / "cli_df.toml"
+    recipe.write_text(tomli_w.dumps(raw))
+
+    def beamc(*args):
+        return subprocess.run([sys.executable, "-m", "beamc.cli", *args], capture_output=True, text=True)
+
+    res = beamc("distill", str(recipe), "--out", str(tmp_path / "runs"), "-q")
+    assert res.returncode == 0, res.stderr
+    assert "data set is not opened" in res.stdout and "not evaluated" in res.stdout
+    run = tmp_path / "runs" / "latest"
+    assert (run / "student.pt").exists() and (run / "teacher_metadata.json").exists()
+    res = beamc("evaluate", str(run))
+    assert res.returncode == 0, res.stderr
+    assert "Top-1 @t" in res.stdout and (run / "evaluation.json").exists()
