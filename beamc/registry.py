@@ -73,6 +73,6 @@ class Registry(Generic[T]):
 
 # Tasks are torch-free objects (numpy preprocessing, metrics, data); their model factories
 # import torch lazily. Models register from the tasks' model modules.
-TASKS: Registry[Any] = Registry("task", ("beamc.tasks.sub6",))
-MODELS: Registry[Callable[..., Any]] = Registry("model", ("beamc.tasks.sub6_models",))
+TASKS: Registry[Any] = Registry("task", ("beamc.tasks.sub6", "beamc.tasks.vision"))
+MODELS: Registry[Callable[..., Any]] = Registry("model", ("beamc.tasks.sub6_models", "beamc.tasks.vision_models"))
 DISTILLERS: Registry[Any] = Registry("distillation method", ("beamc.compress.distillers",))
