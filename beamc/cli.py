@@ -31,7 +31,9 @@ app = typer.Typer(
 recipes_app = typer.Typer(help="List, validate and document recipes.", no_args_is_help=True)
 data_app = typer.Typer(help="Generate and inspect data sets.", no_args_is_help=True)
 synth_app = typer.Typer(help="Write the embedded simulators' data sets to disk in the real formats.", no_args_is_help=True)
+profiles_app = typer.Typer(help="List and show hardware profiles (the targets of beamc export).", no_args_is_help=True)
 app.add_typer(recipes_app, name="recipes")
+app.add_typer(profiles_app, name="profiles")
 app.add_typer(data_app, name="data")
 data_app.add_typer(synth_app, name="synth")
 
@@ -184,6 +186,96 @@ def inspect(
     console.print(table)
     if "ratios" in info:
         console.print(f"teacher/student: {info['ratios']['params']:.1f}x parameters, {info['ratios']['flops']:.1f}x FLOPs")
+
+
+# ----------------------------------------------------------------------------- export
+PRECISIONS = ("fp32", "fp16", "int8")
+FORMATS = ("bundle", "triton")
+
+
+def _choice(flag: str, value: Optional[str], choices: tuple[str, ...]) -> Optional[str]:
+    from beamc.errors import did_you_mean
+
+    if value is not None and value not in choices:
+        raise BeamcError(f"{flag}: expected one of {', '.join(choices)}, found '{value}'{did_you_mean(value, choices)}")
+    return value
+
+
+@app.command(epilog="Examples:\n\n  beamc export --target jetson-orin                (runs/latest, the target's default precision)\n\n"
+                    "  beamc export runs/sub6_ikd-20260101-120000 --target jetson-orin --precision int8 --calibration-samples 1024\n\n"
+                    "  beamc export --target l4 --format triton --out bundles/l4-serving\n\n"
+                    "  beamc export --target cpu --precision int8 --max-top1-drop 0.5 --json")
+def export(
+    run_dir: Path = typer.Argument(Path("runs/latest"), help="Run directory (default runs/latest)."),
+    target: str = typer.Option(..., "--target", "-t", help="Hardware profile name (beamc profiles list) or a profile .toml file."),
+    precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16 or int8 (default: the target's)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Bundle folder (default bundles/<run>-<target>-<precision>/)."),
+    fmt: str = typer.Option("bundle", "--format", help="bundle, or triton: also a Triton model repository in <bundle>/triton/."),
+    calibration_samples: Optional[int] = typer.Option(None, "--calibration-samples", help="int8: stratified training samples for calibration."),
+    max_top1_drop: Optional[float] = typer.Option(None, "--max-top1-drop", help="Gate: largest int8/fp16 Top-1 drop vs fp32 (points)."),
+    max_abs_error: Optional[float] = typer.Option(None, "--max-abs-error", help="Gate: largest fp32 |ONNX Runtime - PyTorch| on the golden set."),
+    no_engine: bool = typer.Option(False, "--no-engine", help="Do not build the TensorRT engine here even if TensorRT and a GPU are present."),
+    as_json: bool = typer.Option(False, "--json", help="Print manifest and parity as JSON instead of the summary."),
+) -> None:
+    """Export a run's student for a target device: verified ONNX (+ int8/fp16), golden I/O, parity, manifest and the engine build."""
+    from beamc.export.bundle import export_run
+    from beamc.export.summary import COLUMNS, next_steps, parity_rows
+
+    result = export_run(run_dir, target, precision=_choice("--precision", precision, PRECISIONS), out=out,
+                        fmt=_choice("--format", fmt, FORMATS), calibration_samples=calibration_samples,
+                        max_top1_drop=max_top1_drop, max_abs_error=max_abs_error,
+                        engine="skip" if no_engine else "auto", log=(lambda s: None) if as_json else console.print)
+    if as_json:
+        print(json.dumps({"bundle": str(result.path), "manifest": result.manifest, "parity": result.parity}, indent=2))
+        return
+    m = result.manifest
+    table = Table(title=f"{m['run']['name']} -> {m['target']} ({m['precision']})")
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("artifact", "compared with") else "right")
+    for row in parity_rows(result.parity, m):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"bundle: {result.path}   files: {', '.join(sorted(m['files']))}", highlight=False)
+    for line in next_steps(m, str(result.path)):
+        console.print(line, highlight=False)
+
+
+@profiles_app.command("list")
+def profiles_list(as_json: bool = typer.Option(False, "--json", help="Print the profiles as JSON.")) -> None:
+    """List the export targets: device, compute capability, TensorRT range, build path, precisions."""
+    from beamc.export.profiles import all_profiles, summary_rows
+
+    profiles = all_profiles()
+    if as_json:
+        print(json.dumps([p.to_dict() for p in profiles], indent=2))
+        return
+    rows = summary_rows(profiles)
+    table = Table(title="hardware profiles (beamc export --target NAME)")
+    for col in rows[0]:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)
+
+
+@profiles_app.command("show", epilog="Examples:\n\n  beamc profiles show jetson-orin\n\n  beamc profiles show xavier-nx --json")
+def profiles_show(
+    name: str = typer.Argument(..., help="Profile name or profile .toml file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
+) -> None:
+    """Show every setting of one hardware profile with its meaning."""
+    from beamc.export.profiles import load_profile, show_rows
+
+    profile = load_profile(name)
+    if as_json:
+        print(json.dumps(profile.to_dict(), indent=2))
+        return
+    table = Table(title=f"{profile.name}: {profile.device}")
+    for col in ("key", "value", "meaning"):
+        table.add_column(col)
+    for row in show_rows(profile):
+        table.add_row(*row)
+    console.print(table)
 
 
 # ---------------------------------------------------------------------------- recipes

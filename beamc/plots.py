@@ -56,32 +56,23 @@ def sub6_curves(metrics: Mapping[str, Any], out_dir: Path) -> list[Path]:
         return []
     any_rows = next(iter(models.values()))["by_snr"]
     ks = sorted(int(k[3:]) for k in any_rows[0] if k.startswith("top"))
-    paths = []
-    fig, axes = plt.subplots(1, len(ks), figsize=(5 * len(ks), 4), squeeze=False)
-    for ax, k in zip(axes[0], ks):
-        for name, m in models.items():
-            rows = m["by_snr"]
-            ax.plot([r["snr_db"] for r in rows], [100 * r[f"top{k}"] for r in rows], marker="o", ms=3, label=name)
-        ax.set_xlabel("SNR (dB)")
-        ax.set_ylabel(f"Top-{k} accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("Beam prediction accuracy vs SNR")
-    paths.append(save(fig, out_dir / "accuracy_vs_snr.png"))
+    def per_k(key: str, ylabel: str, title: str, name: str, scale: float, optimal: bool) -> Path:
+        fig, axes = plt.subplots(1, len(ks), figsize=(5 * len(ks), 4), squeeze=False)
+        for ax, k in zip(axes[0], ks):
+            for model, m in models.items():
+                rows = m["by_snr"]
+                ax.plot([r["snr_db"] for r in rows], [scale * r[key.format(k=k)] for r in rows], marker="o", ms=3, label=model)
+            if optimal:
+                ax.plot([r["snr_db"] for r in any_rows], [r["se_optimal"] for r in any_rows], "k--", label="optimal beam")
+            ax.set_xlabel("SNR (dB)")
+            ax.set_ylabel(ylabel.format(k=k))
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.suptitle(title)
+        return save(fig, out_dir / name)
 
-    fig, axes = plt.subplots(1, len(ks), figsize=(5 * len(ks), 4), squeeze=False)
-    for ax, k in zip(axes[0], ks):
-        for name, m in models.items():
-            rows = m["by_snr"]
-            ax.plot([r["snr_db"] for r in rows], [r[f"se_top{k}"] for r in rows], marker="o", ms=3, label=name)
-        rows = any_rows
-        ax.plot([r["snr_db"] for r in rows], [r["se_optimal"] for r in rows], "k--", label="optimal beam")
-        ax.set_xlabel("SNR (dB)")
-        ax.set_ylabel(f"Top-{k} spectral efficiency (bits/s/Hz)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("Spectral efficiency vs SNR")
-    paths.append(save(fig, out_dir / "se_vs_snr.png"))
+    paths = [per_k("top{k}", "Top-{k} accuracy (%)", "Beam prediction accuracy vs SNR", "accuracy_vs_snr.png", 100.0, False),
+             per_k("se_top{k}", "Top-{k} spectral efficiency (bits/s/Hz)", "Spectral efficiency vs SNR", "se_vs_snr.png", 1.0, True)]
     return paths
 
 
