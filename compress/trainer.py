@@ -108,7 +108,7 @@ def fit(model: nn.Module, *, label: str, cfg: TrainConfig, train_batches: Callab
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * bs
             n += bs
             if progress:
-                progress.update(task_id, advance=1, description=f"{label} {epoch}/{cfg.epochs} loss {float(losses['loss']):.3f}")
+                progress.update(task_id, advance=1, description=f"{label} {epoch}/{cfg.epochs} loss {float(losses['loss'].detach()):.3f}")
         if sched is not None:
             sched.step()
         row: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v / max(n, 1) for k, v in sums.items()}}

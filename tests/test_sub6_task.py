@@ -67,3 +67,38 @@ def test_prepared_data_metrics_consistent(tiny_sub6):
     rand = data.evaluate(lambda inp: np.random.default_rng(0).standard_normal((len(inp[0]), 64)).astype(np.float32))
     for row in rand["by_snr"]:
         assert row["se_top1"] <= row["se_top3"] <= row["se_optimal"] + 1e-9
+
+
+def test_stream_preprocessor_matches_offline_preprocessing():
+    from beamc.registry import TASKS
+
+    state = {"antennas": 2, "subcarriers": 2, "max_abs": 2.0}
+    stream = TASKS.get("sub6").stream_preprocessor(None, state)
+    assert stream.modalities == ("csi",)
+    csi = np.array([[1 + 2j, 3 - 1j], [0 + 0j, -2 + 4j]])
+    (x,) = stream.push({"csi": csi})
+    assert x.shape == (1, 8) and x.tolist() == preprocess(csi[None], state).tolist()
+    with pytest.raises(BeamcError) as e:
+        stream.push({"lidar": csi})
+    assert str(e.value) == "sub6 frame: expected modality 'csi', found ['lidar']"
+    with pytest.raises(BeamcError) as e:
+        stream.push({"csi": csi.real})
+    assert str(e.value) == "sub6 CSI frame: expected complex values, found float64"
+
+
+def test_sliding_window_preprocesses_each_frame_once():
+    from beamc.tasks.base import SlidingWindow
+
+    seen = []
+
+    def per_frame(frame):
+        seen.append(int(frame["x"]))
+        return float(frame["x"]) * 2
+
+    win = SlidingWindow(("x",), 3, per_frame, lambda h: (np.asarray(h)[None],))
+    outs = [win.push({"x": i}) for i in range(5)]
+    assert outs[0] is None and outs[1] is None
+    assert [o[0].tolist() for o in outs[2:]] == [[[0, 2, 4]], [[2, 4, 6]], [[4, 6, 8]]]
+    assert seen == [0, 1, 2, 3, 4]
+    win.reset()
+    assert win.push({"x": 9}) is None

@@ -9,7 +9,7 @@ uses the same preprocessing on a device that may only have ONNX Runtime.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -93,6 +93,48 @@ class TaskData:
         raise NotImplementedError
 
 
+class StreamPreprocessor:
+    """Online preprocessing for the runtime: one sensor frame in, batch-1 model inputs out.
+
+    A frame maps a modality to the array a sensor or recording delivers, unprocessed:
+    {"csi": complex [antennas, subcarriers]}, {"camera": uint8 RGB [H, W, 3]},
+    {"lidar": float [ranges]}, {"radar": complex [rx, samples, chirps]}. `push` returns the
+    model inputs (a tuple, batch first, batch 1) once enough history has been seen, else
+    None. It must compute exactly what `TaskData.arrays` computes offline for the same
+    frames, from the preprocessing state alone (numpy only: no torch on the device).
+    Wrong shapes or dtypes raise BeamcError naming the modality, expected and found."""
+
+    modalities: tuple[str, ...] = ()
+
+    def push(self, frame: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...] | None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget the history (a new sequence / user starts)."""
+
+
+class SlidingWindow(StreamPreprocessor):
+    """The common shape of a sequence task's stream: preprocess each frame on arrival
+    (`per_frame`), keep the last `length` results, and turn a full window into model inputs
+    (`to_inputs`); so each frame is preprocessed once however many windows it is part of."""
+
+    def __init__(self, modalities: tuple[str, ...], length: int,
+                 per_frame: Callable[[Mapping[str, np.ndarray]], Any],
+                 to_inputs: Callable[[list[Any]], tuple[np.ndarray, ...]]) -> None:
+        from collections import deque
+
+        self.modalities, self.length = modalities, length
+        self._per_frame, self._to_inputs = per_frame, to_inputs
+        self._history: Any = deque(maxlen=length)
+
+    def push(self, frame: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...] | None:
+        self._history.append(self._per_frame(frame))
+        return self._to_inputs(list(self._history)) if len(self._history) == self.length else None
+
+    def reset(self) -> None:
+        self._history.clear()
+
+
 class Task:
     """A registered task: config schemas plus a `prepare` that builds its TaskData."""
 
@@ -123,6 +165,11 @@ class Task:
     def criterion(self, logits: Any, y: Any, task_cfg: Any) -> Any:
         """The supervised loss (torch): cross-entropy, focal loss, ..."""
         raise NotImplementedError
+
+    def stream_preprocessor(self, task_cfg: Any, state: dict[str, Any], role: str = "student") -> StreamPreprocessor:
+        """Per-frame preprocessing for the runtime, built from the task config and the
+        preprocessing state recorded in a run / export bundle manifest."""
+        raise NotImplementedError(f"task '{self.name}' has no streaming preprocessing yet")
 
     def plot(self, metrics: dict[str, Any], out_dir: Any) -> list[Any]:
         """Write the task's PNG plots from metrics.json content; returns the paths."""

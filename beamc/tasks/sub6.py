@@ -18,7 +18,7 @@ epoch; evaluation uses fixed noise per SNR so runs are comparable.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,8 @@ import numpy as np
 from beamc.errors import BeamcError
 from beamc.registry import TASKS
 from beamc.schema import opt
-from beamc.tasks.base import Batch, Predictor, Task, TaskData, TensorSpec, predict_in_batches, topk_indices
+from beamc.tasks.base import (Batch, Predictor, StreamPreprocessor, Task, TaskData, TensorSpec, predict_in_batches,
+                              topk_indices)
 from beamc.data.synth.street import StreetConfig
 
 SPLITS = ("train", "val", "test")
@@ -219,6 +220,23 @@ class Sub6Data(TaskData):
 
 
 # ----------------------------------------------------------------------------- task
+class CsiStream(StreamPreprocessor):
+    """Runtime side of `preprocess`: one user's sub-6 CSI snapshot per frame, no history."""
+
+    modalities = ("csi",)
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    def push(self, frame: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        if "csi" not in frame:
+            raise BeamcError(f"sub6 frame: expected modality 'csi', found {sorted(frame)}")
+        csi = np.asarray(frame["csi"])
+        if not np.iscomplexobj(csi):
+            raise BeamcError(f"sub6 CSI frame: expected complex values, found {csi.dtype}")
+        return (preprocess(csi, self.state),)
+
+
 class Sub6Task(Task):
     name = "sub6"
     TaskConfig = Sub6TaskConfig
@@ -275,6 +293,9 @@ class Sub6Task(Task):
         import torch.nn.functional as F
 
         return F.cross_entropy(logits, y)
+
+    def stream_preprocessor(self, task_cfg: Sub6TaskConfig, state: dict[str, Any], role: str = "student") -> StreamPreprocessor:
+        return CsiStream(state)
 
     def plot(self, metrics: dict[str, Any], out_dir: Any) -> list[Any]:
         from beamc.plots import sub6_curves
