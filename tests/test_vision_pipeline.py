@@ -105,6 +105,42 @@ def test_runtime_preprocessing_reproduces_the_training_inputs(tiny_data):
         assert np.array_equal(model_input(frames, data.preprocess_state, role)[0], data.inputs(np.array([window]), role)[0])
 
 
+@pytest.mark.parametrize("role", ["student", "teacher"])
+def test_stream_of_raw_frames_yields_exactly_the_offline_arrays(tiny_data, role):
+    _, data = tiny_data
+    sc = ds.open_scenario(data.info["folder"])
+    (offline,), _ = data.arrays("test", role)
+    first = data.past[data.splits["test"]]                  # frame rows of each test window
+    by_current = {int(rows[-1]): i for i, rows in enumerate(first)}
+    stream = TASKS.get("vision").stream_preprocessor(data.task_cfg, data.preprocess_state, role)
+    assert stream.modalities == ("camera",)
+    length = data.seq_len(role)
+    matched = 0
+    for seq in np.unique(sc.seq[first[:, -1]]):
+        stream.reset()
+        rows = np.flatnonzero(sc.seq == seq)
+        for k, row in enumerate(rows):
+            out = stream.push({"camera": ds.read_image(sc, int(row))})
+            assert (out is None) == (k < length)             # L masks need L + 1 frames
+            if int(row) in by_current:
+                (x,) = out
+                assert x.dtype == np.float32 and x.shape == (1, length, 32, 32)
+                assert np.array_equal(x[0], offline[by_current[int(row)]])
+                matched += 1
+    assert matched == len(offline) > 0
+
+
+def test_stream_rejects_a_frame_without_camera_or_of_the_wrong_type(tiny_data):
+    _, data = tiny_data
+    stream = TASKS.get("vision").stream_preprocessor(data.task_cfg, data.preprocess_state)
+    with pytest.raises(BeamcError) as e:
+        stream.push({"lidar": np.zeros(4)})
+    assert str(e.value) == "vision frame: expected modality 'camera', found ['lidar']"
+    with pytest.raises(BeamcError) as e:
+        stream.push({"camera": np.zeros((4, 4, 3), np.float32)})
+    assert str(e.value) == "vision frame: expected uint8 RGB [H, W, 3], found float32 [4, 4, 3]"
+
+
 def test_student_longer_than_teacher_is_refused(tmp_path):
     recipe = tiny(tmp_path, length=9)
     with pytest.raises(BeamcError) as e:

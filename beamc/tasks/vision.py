@@ -46,7 +46,8 @@ from beamc.data.synth.v2i import DeepSenseSynthConfig
 from beamc.errors import BeamcError
 from beamc.registry import TASKS
 from beamc.schema import opt
-from beamc.tasks.base import Batch, Predictor, Task, TaskData, TensorSpec, topk_indices
+from beamc.tasks.base import (Batch, Predictor, SlidingWindow, StreamPreprocessor, Task, TaskData, TensorSpec,
+                              topk_indices)
 from beamc.tasks.deepsense_data import DeepSenseDataConfig, open_deepsense, split
 
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)   # skimage.color.rgb2gray (ITU-R BT.709)
@@ -127,6 +128,26 @@ def make_state(cfg: VisionTaskConfig) -> dict[str, Any]:
             "future": cfg.future, "num_beams": cfg.num_beams,
             "layout": "input [batch, L, S, S] float32 motion masks (0/1), oldest first; "
                       "output [batch, future + 1, num_beams] logits for slots t .. t+future"}
+
+
+def camera_stream(state: Mapping[str, Any], role: str = "student") -> SlidingWindow:
+    """Runtime side of the preprocessing: one {"camera": uint8 RGB [H, W, 3]} frame per slot.
+
+    Each frame is resized / grayscaled / blurred once on arrival (the expensive part) and the
+    last L+1 results are kept; a full window becomes the L motion masks of `model_input`, the
+    same function and float32 frames that training's frame cache and `all_masks` use, so the
+    stream reproduces `VisionData.arrays` bit for bit. Re-thresholding L frame differences
+    per slot (L x S x S elementwise ops) is cheap next to one resize + blur."""
+    if role not in state["seq_len"]:
+        raise BeamcError(f"vision stream: role must be one of {sorted(state['seq_len'])}, found {role!r}")
+
+    def per_frame(frame: Mapping[str, np.ndarray]) -> np.ndarray:
+        if "camera" not in frame:
+            raise BeamcError(f"vision frame: expected modality 'camera', found {sorted(frame)}")
+        return preprocess_frame(frame["camera"], state)
+
+    return SlidingWindow(("camera",), int(state["frames_needed"][role]), per_frame,
+                         lambda history: (model_input(np.stack(history), state, role),))
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -315,6 +336,9 @@ class VisionTask(Task):
 
         return focal_loss(logits, y, task_cfg.focal_alpha, task_cfg.focal_gamma)
 
+    def stream_preprocessor(self, task_cfg: Any, state: dict[str, Any], role: str = "student") -> StreamPreprocessor:
+        return camera_stream(state, role)
+
     def plot(self, metrics: dict[str, Any], out_dir: Any) -> list[Any]:
         from beamc.plots import slot_curves
 
@@ -326,4 +350,4 @@ class VisionTask(Task):
 TASKS.add("vision", VisionTask())
 
 __all__ = ["VisionTaskConfig", "VisionDataConfig", "VisionData", "VisionTask", "preprocess_frame", "motion_masks",
-           "model_input", "make_state", "slot_metrics", "dba_terms", "focal_loss_np", "all_masks"]
+           "model_input", "camera_stream", "make_state", "slot_metrics", "dba_terms", "focal_loss_np", "all_masks"]
