@@ -3,13 +3,16 @@ on hand-made examples."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from beamc.cli import app
 from beamc.complexity import count_flops, count_params, example_inputs
 from beamc.compress.distillers import ModelOut
 from beamc.compress.distillers.ikd import IKD, IKDConfig
@@ -67,6 +70,33 @@ def test_inspect_recipes_print_the_paper_counts():
     assert info["student"]["outputs"][0]["shape"] == [7, 64]
     self_kd = inspect_recipe(load_recipe(REPO / "recipes" / "vision_teacher_selfkd.toml"))
     assert self_kd["student"]["params"] == 1_788_280 and self_kd["student"]["inputs"][0]["shape"] == [8, 224, 224]
+
+
+# every vision recipe, as `beamc inspect` prints it: (student L, student FLOPs, Table VII MFLOPs)
+RECIPE_COUNTS = {
+    "vision_teacher": (None, None, None),
+    "vision_teacher_selfkd": (8, 157_022_976, 156.474),
+    "vision_student_l8": (8, 92_616_192, 92.216), "vision_student_l8_kd": (8, 92_616_192, 92.216),
+    "vision_student_l5": (5, 58_001_040, 57.635), "vision_student_l5_kd": (5, 58_001_040, 57.635),
+    "vision_student_l3": (3, 34_925_552, 34.581), "vision_student_l3_kd": (3, 34_925_552, 34.581),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECIPE_COUNTS))
+def test_inspect_every_vision_recipe_within_2_percent_of_table_7(name):
+    result = CliRunner().invoke(app, ["inspect", str(REPO / "recipes" / f"{name}.toml"), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["teacher"]["params"] == 1_788_280 and info["teacher"]["flops"] == 157_022_976
+    assert info["teacher"]["flops"] / 1e6 == pytest.approx(156.474, rel=0.02)
+    length, flops, paper = RECIPE_COUNTS[name]
+    if length is None:
+        assert "student" not in info
+        return
+    params = 1_788_280 if name == "vision_teacher_selfkd" else 107_193
+    assert info["student"]["params"] == params and info["student"]["flops"] == flops
+    assert info["student"]["flops"] / 1e6 == pytest.approx(paper, rel=0.02)
+    assert info["student"]["inputs"][0]["shape"] == [length, 224, 224]
 
 
 def test_models_output_current_and_future_slots_for_any_batch():
