@@ -68,9 +68,10 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra recipe override for every run")
     ap.add_argument("--out", type=Path, default=Path("runs/vision_kd"))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--md", type=Path, default=None, help="also write the table as Markdown with the command")
     args = ap.parse_args()
 
-    console = Console()
+    console = Console(width=200)   # a log file gets the whole table, not an 80-column cut
     common = [f"task.image_size={args.image_size}", f"teacher.args.image_size={args.image_size}",
               f"data.synth.sequences={args.sequences}", f"train.epochs={args.epochs}", *args.overrides]
     console.print(f"overrides for every run: {' '.join('--set ' + o for o in common)}")
@@ -94,20 +95,43 @@ def main() -> None:
                 rows.setdefault(label, {})[seed] = m["models"]["student"]["metrics"]
                 costs[label] = m["models"]["student"]
 
-    table = Table(title=f"vision beam tracking, simulated test split, {args.image_size} x {args.image_size} masks, "
-                        f"{args.sequences} sequences, {args.epochs} epochs (mean ± std over seeds, %)")
-    for col in ("model", "seeds", *(LABELS[k] for k in KEYS), "params", "FLOPs", "KD > no KD (ATop-5)"):
+    title = (f"vision beam tracking, simulated test split, {args.image_size} x {args.image_size} masks, "
+             f"{args.sequences} sequences, {args.epochs} epochs (mean ± std over seeds, %)")
+    table = Table(title=title)
+    columns = ("model", "seeds", *(LABELS[k] for k in KEYS), "params", "FLOPs", "KD > no KD (ATop-5)", "KD > no KD (ADBA)")
+    for col in columns:
         table.add_column(col, justify="left" if col == "model" else "right")
+    lines = []
     for label, by_seed in rows.items():
-        wins = ""
+        wins = ["", ""]
         if label.endswith(" KD") and not label.endswith("no KD"):
             twin = rows[label.replace(" KD", " no KD")]
-            won = sum(by_seed[s]["atop5"] > twin[s]["atop5"] for s in by_seed)
-            wins = f"{won}/{len(by_seed)}"
-        table.add_row(label, str(len(by_seed)), *(mean_std([v[k] for v in by_seed.values()]) for k in KEYS),
-                      f"{costs[label]['params']:,}", f"{costs[label]['flops'] / 1e6:.1f} M", wins)
+            # a seed counts when the KD student of that seed beats the no-KD student of the same seed
+            wins = [f"{sum(by_seed[s][k] > twin[s][k] for s in by_seed)}/{len(by_seed)}" for k in ("atop5", "adba")]
+        row = [label, str(len(by_seed)), *(mean_std([v[k] for v in by_seed.values()]) for k in KEYS),
+               f"{costs[label]['params']:,}", f"{costs[label]['flops'] / 1e6:.1f} M", *wins]
+        table.add_row(*row)
+        lines.append(row)
     console.print(table)
-    console.print(f"total {time.perf_counter() - started:.0f} s")
+    total = time.perf_counter() - started
+    console.print(f"total {total:.0f} s")
+    if args.md:
+        import sys
+
+        per_seed = ["| model | " + " | ".join(f"seed {s} ATop-5 / ADBA" for s in args.seeds) + " |",
+                    "|---|" + "---|" * len(args.seeds)]
+        for label, by_seed in rows.items():
+            per_seed.append(f"| {label} | " + " | ".join(
+                f"{100 * by_seed[s]['atop5']:.2f} / {100 * by_seed[s]['adba']:.2f}" if s in by_seed else "-"
+                for s in args.seeds) + " |")
+        md = [f"# {title}", "", "Command:", "", "```", "python " + " ".join(sys.argv), "```", "",
+              "Overrides of every run: " + " ".join(f"`{o}`" for o in common), "",
+              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+              *("| " + " | ".join(r) + " |" for r in lines), "", "Per seed (test split, %):", "", *per_seed, "",
+              f"Total wall time {total / 60:.1f} min on this machine.", ""]
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text("\n".join(md))
+        console.print(f"markdown: {args.md}")
 
     from beamc.plots import slot_curves
 
