@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64, help="task.image_size and teacher.args.image_size")
     ap.add_argument("--sequences", type=int, default=120, help="data.synth.sequences")
     ap.add_argument("--epochs", type=int, default=40, help="train.epochs of every run (teacher included)")
+    ap.add_argument("--teacher-epochs", type=int, default=None,
+                    help="epochs of the two teacher-sized trainings (teacher, self-KD); default --epochs")
     ap.add_argument("--kd-teacher", choices=["selfkd", "teacher"], default="selfkd",
                     help="who teaches the KD students: the self-KD refined teacher (paper) or the plain one")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra recipe override for every run")
@@ -74,11 +76,15 @@ def main() -> None:
     console = Console(width=200)   # a log file gets the whole table, not an 80-column cut
     common = [f"task.image_size={args.image_size}", f"teacher.args.image_size={args.image_size}",
               f"data.synth.sequences={args.sequences}", f"train.epochs={args.epochs}", *args.overrides]
+    # the teachers learn slower than the 17x smaller students: a CPU budget may give them more epochs
+    teacher_runs = [] if args.teacher_epochs is None else [f"teacher.train.epochs={args.teacher_epochs}"]
+    common += teacher_runs
+    selfkd_epochs = [] if args.teacher_epochs is None else [f"train.epochs={args.teacher_epochs}"]
     console.print(f"overrides for every run: {' '.join('--set ' + o for o in common)}")
     started = time.perf_counter()
     rows: dict[str, dict[int, dict]] = {}   # model label -> seed -> vision metrics of the test split
 
-    selfkd = run_recipe("vision_teacher_selfkd", [*common, "train.seed=0"], args.out, console)
+    selfkd = run_recipe("vision_teacher_selfkd", [*common, *selfkd_epochs, "train.seed=0"], args.out, console)
     rows["teacher"] = {0: selfkd["models"]["teacher"]["metrics"]}
     rows["teacher (self-KD)"] = {0: selfkd["models"]["student"]["metrics"]}
     teacher_ckpt = Path(selfkd["run"]) / "student.pt" if args.kd_teacher == "selfkd" else None
@@ -125,7 +131,8 @@ def main() -> None:
                 f"{100 * by_seed[s]['atop5']:.2f} / {100 * by_seed[s]['adba']:.2f}" if s in by_seed else "-"
                 for s in args.seeds) + " |")
         md = [f"# {title}", "", "Command:", "", "```", "python " + " ".join(sys.argv), "```", "",
-              "Overrides of every run: " + " ".join(f"`{o}`" for o in common), "",
+              "Overrides of every run: " + " ".join(f"`{o}`" for o in common)
+              + (f"; the self-KD run also `{selfkd_epochs[0]}`" if selfkd_epochs else ""), "",
               "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
               *("| " + " | ".join(r) + " |" for r in lines), "", "Per seed (test split, %):", "", *per_seed, "",
               f"Total wall time {total / 60:.1f} min on this machine.", ""]
