@@ -21,7 +21,7 @@ costs ~0.16 s per training window on one CPU core. Not run here: on the shared 2
     python benchmarks/vision_kd.py --image-size 32 --sequences 40 --epochs 20 --teacher-epochs 40 \
         --set teacher.train.lr=1e-3 --set task.latency_warmup=5 --set task.latency_iters=20
 
-(32 x 32 masks: the teacher's MLP input is 64 and it has 215,480 parameters; the teacher's
+(32 x 32 masks: the teacher's MLP input is 64 and it has 215,416 parameters; the teacher's
 lr 1e-4 of the paper barely moves the loss in 12 epochs, hence 1e-3), ~40 minutes in all.
 
 Prints ATop-1/3/5 and ADBA (eq. 21 and the tables' Y3) per model, mean +- std over seeds,
