@@ -168,7 +168,7 @@ def inspect(
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="JSON with teacher.params, teacher.flops, student.params, student.flops."),
 ) -> None:
-    """Build teacher and student without training; print parameters and FLOPs (2 x MACs)."""
+    """Build teacher and student without training; print parameters and FLOPs (as the task's paper counts them)."""
     from beamc.inspect import inspect_recipe
 
     info = inspect_recipe(_load(recipe, set_))

@@ -1,12 +1,20 @@
 """Parameters and FLOPs of a model, counted the way the papers count them.
 
-FLOPs = 2 x multiply-accumulates of the layers that carry weights (Linear, Conv, GRU/LSTM,
-attention projections and products), measured by forward hooks on one batch-1 example so
-that the count follows the real input shapes (sequence lengths, feature maps). Bias adds,
-activations and normalisation are not counted: this reproduces the sub-6 paper's Table 1
-(student 49,152 = 2 x (256*64 + 64*64 + 64*64)).
+Multiply-accumulates (MACs) of the layers that carry weights (Linear, Conv, GRU/LSTM,
+attention projections and products) are measured by forward hooks on one batch-1 example,
+so the count follows the real input shapes (sequence lengths, feature maps). Papers turn
+them into "FLOPs" in two ways, chosen per task (`Task.flop_convention`):
 
-Rules per module type live in `FLOP_RULES`; a task with exotic layers registers its own.
+* "2mac" (default): FLOPs = 2 x MACs; bias adds, activations and normalisation are not
+  counted. Reproduces the sub-6 paper's Table 1 (student 49,152 = 2 x (256*64 + 64*64 + 64*64)).
+* "thop": what ``thop.profile`` returns and the vision paper's Table VII prints as FLOPs:
+  MACs x 1, plus 2 ops per element of a BatchNorm/LayerNorm (4 when affine), (kernel + 1)
+  per output of an adaptive average pool, and thop's bias/gate terms of a GRU (13 x hidden
+  per layer and step). thop has no rule for nn.MultiheadAttention and counts it as 0; we
+  count its MACs (a few hundred thousand in the vision models, +0.2..1 % of their total).
+
+Rules per module type live in `FLOP_RULES` (MACs) and `EXTRA_OPS` (the "thop" extras); a
+task with exotic layers registers its own.
 """
 
 from __future__ import annotations
@@ -17,14 +25,16 @@ from typing import Any
 import torch
 from torch import nn
 
-FlopRule = Callable[[nn.Module, tuple[Any, ...], Any], int]  # returns MACs
+FlopRule = Callable[[nn.Module, tuple[Any, ...], Any], int]  # returns MACs (or extra ops)
 FLOP_RULES: dict[type, FlopRule] = {}
+EXTRA_OPS: dict[type, FlopRule] = {}   # counted by the "thop" convention only
+CONVENTIONS = ("2mac", "thop")
 
 
-def flop_rule(*types: type) -> Callable[[FlopRule], FlopRule]:
+def flop_rule(*types: type, table: dict[type, FlopRule] = FLOP_RULES) -> Callable[[FlopRule], FlopRule]:
     def deco(fn: FlopRule) -> FlopRule:
         for t in types:
-            FLOP_RULES[t] = fn
+            table[t] = fn
         return fn
 
     return deco
@@ -77,21 +87,49 @@ def _mha(m: nn.MultiheadAttention, inputs: tuple[Any, ...], out: Any) -> int:
     return int(b * (proj + attn))
 
 
+@flop_rule(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, table=EXTRA_OPS)
+def _norm_ops(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> int:
+    affine = getattr(m, "affine", False) or getattr(m, "elementwise_affine", False)
+    return int(_first_tensor(inputs).numel()) * (4 if affine else 2)
+
+
+@flop_rule(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, table=EXTRA_OPS)
+def _adaptive_avg_ops(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> int:
+    x, o = _first_tensor(inputs), _first_tensor(out)
+    dims = o.dim() - 2
+    kernel = int(torch.tensor(x.shape[-dims:]).div(torch.tensor(o.shape[-dims:]), rounding_mode="floor").prod())
+    return (kernel + 1) * int(o.numel())
+
+
+@flop_rule(nn.GRU, table=EXTRA_OPS)
+def _gru_ops(m: nn.GRU, inputs: tuple[Any, ...], out: Any) -> int:
+    x = _first_tensor(inputs)
+    steps = x.shape[1] if m.batch_first else x.shape[0]
+    batch = x.shape[0] if m.batch_first else x.shape[1]
+    per_step = (13 if m.bias else 7) * m.hidden_size   # thop's _count_gru_cell beyond the MACs
+    return int(per_step * m.num_layers * (2 if m.bidirectional else 1) * steps * batch)
+
+
 def count_params(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def count_flops(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> int:
-    """2 x MACs of one forward pass on `example_inputs` (batch 1)."""
-    total = 0
+def count_flops(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], convention: str = "2mac") -> int:
+    """FLOPs of one forward pass on `example_inputs` (batch 1): 2 x MACs, or the "thop" count."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown FLOP convention '{convention}' (known: {', '.join(CONVENTIONS)})")
+    macs, extra = 0, 0
     handles = []
 
     def hook(module: nn.Module, inputs: tuple[Any, ...], out: Any) -> None:
-        nonlocal total
-        total += FLOP_RULES[type(module)](module, inputs, out)
+        nonlocal macs, extra
+        if type(module) in FLOP_RULES:
+            macs += FLOP_RULES[type(module)](module, inputs, out)
+        if convention == "thop" and type(module) in EXTRA_OPS:
+            extra += EXTRA_OPS[type(module)](module, inputs, out)
 
     for module in model.modules():
-        if type(module) in FLOP_RULES:
+        if type(module) in FLOP_RULES or type(module) in EXTRA_OPS:
             handles.append(module.register_forward_hook(hook))
     was_training = model.training
     model.eval()
@@ -102,7 +140,7 @@ def count_flops(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> i
         for h in handles:
             h.remove()
         model.train(was_training)
-    return 2 * total
+    return macs + extra if convention == "thop" else 2 * macs
 
 
 def example_inputs(specs: list[Any], batch: int = 1) -> tuple[torch.Tensor, ...]:
@@ -138,5 +176,5 @@ def measure_latency(model: nn.Module, inputs: tuple[torch.Tensor, ...], device: 
                 model(*inputs)
                 times.append((time.perf_counter() - t0) * 1e3)
     arr = np.asarray(times)
-    return {"device": device.type, "batch": int(inputs[0].shape[0]), "mean": float(arr.mean()),
-            "p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)), "iters": iters}
+    return {"device": device.type, "batch": int(inputs[0].shape[0]), "mean": float(arr.mean()), "std": float(arr.std()),
+            "p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)), "warmup": warmup, "iters": iters}

@@ -25,7 +25,8 @@ def inspect_recipe(recipe: Recipe) -> dict[str, Any]:
         model = build_model(section.model, section.args)
         specs = task.input_spec(recipe.task, recipe.data, role)
         info[role] = {"model": section.model, "args": section.args, "params": count_params(model),
-                      "flops": count_flops(model, example_inputs(specs)), "inputs": [s.to_dict() for s in specs],
+                      "flops": count_flops(model, example_inputs(specs), task.flop_convention),
+                      "flops_convention": task.flop_convention, "inputs": [s.to_dict() for s in specs],
                       "outputs": [s.to_dict() for s in task.output_spec(recipe.task, recipe.data, role)]}
     if "teacher" in info and "student" in info:
         t, s = info["teacher"], info["student"]

@@ -74,3 +74,27 @@ def sub6_curves(metrics: Mapping[str, Any], out_dir: Path) -> list[Path]:
     paths = [per_k("top{k}", "Top-{k} accuracy (%)", "Beam prediction accuracy vs SNR", "accuracy_vs_snr.png", 100.0, False),
              per_k("se_top{k}", "Top-{k} spectral efficiency (bits/s/Hz)", "Spectral efficiency vs SNR", "se_vs_snr.png", 1.0, True)]
     return paths
+
+
+def slot_curves(models: Mapping[str, Mapping[str, Any]], path: Path,
+                title: str = "Beam tracking per time slot") -> Path | None:
+    """Top-K accuracy and DBA per predicted slot t .. t+J, one line per model (the vision
+    paper's Figs. 7, 9 and 11). `models` maps a label to a vision task's evaluate() dict."""
+    models = {n: m for n, m in models.items() if m.get("slots")}
+    if not models:
+        return None
+    plt = _plt()
+    first = next(iter(models.values()))
+    keys = [k for k in first if k.startswith("top") and isinstance(first[k], list)] + ["dba", "dba_y3"]
+    names = {"dba": f"DBA, eq. (21), Delta = {first.get('dba_delta', 5):g}", "dba_y3": "DBA Y3 (paper's tables)"}
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, m in models.items():
+            ax.plot(range(len(m["slots"])), [100 * v for v in m[key]], marker="o", ms=3, label=name)
+        ax.set_xticks(range(len(first["slots"])), first["slots"])
+        ax.set_xlabel("time slot")
+        ax.set_ylabel(names.get(key, f"Top-{key[3:]} accuracy") + " (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title)
+    return save(fig, path)

@@ -84,7 +84,11 @@ def _progress(enabled: bool) -> Any:
 
 # --------------------------------------------------------------------------- teacher
 def teacher_cache_dir(recipe: Recipe, out_root: Path) -> Path:
-    key = fingerprint({"task": recipe.task, "data": recipe.data, "model": recipe.teacher.model,
+    from beamc.schema import to_dict
+
+    teacher_key_excludes = TASKS.get(recipe.task.name).teacher_key_excludes
+    task = {k: v for k, v in to_dict(recipe.task).items() if k not in teacher_key_excludes}
+    key = fingerprint({"task": task, "data": recipe.data, "model": recipe.teacher.model,
                        "args": recipe.teacher.args, "train": recipe.teacher_train})
     return out_root / "teachers" / f"{recipe.task.name}-{recipe.teacher.model}-{key}"
 
@@ -279,8 +283,9 @@ def model_report(data: Any, recipe_task: Any, recipe_data: Any, task: Any, path:
     eval_kwargs = {} if snr_db is None else {"snr_db": snr_db}
     metrics = data.evaluate(torch_predictor(model, device), "test", role, **eval_kwargs)
     return {"model": ckpt["model"], "args": ckpt["args"], "checkpoint": path.name,
-            "params": count_params(model), "flops": count_flops(model.cpu(), example_inputs(specs)),
-            "latency_ms": measure_latency(model, example_inputs(specs), device),
+            "params": count_params(model), "flops": count_flops(model.cpu(), example_inputs(specs), task.flop_convention),
+            "flops_convention": task.flop_convention,
+            "latency_ms": measure_latency(model, example_inputs(specs), device, *task.latency_plan(recipe_task)),
             "metrics": metrics, "headline": data.headline(metrics)}
 
 

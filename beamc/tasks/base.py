@@ -141,6 +141,11 @@ class Task:
     name: ClassVar[str]
     TaskConfig: ClassVar[type]
     DataConfig: ClassVar[type]
+    # How its paper counts FLOPs (beamc.complexity.count_flops conventions) and times latency.
+    flop_convention: ClassVar[str] = "2mac"
+    # [task] keys that do not change how the teacher is trained (what the student sees, how
+    # models are timed): left out of the teacher cache key so such recipes share one teacher.
+    teacher_key_excludes: ClassVar[tuple[str, ...]] = ()
 
     def prepare(self, task_cfg: Any, data_cfg: Any, *, progress: bool = True) -> TaskData:
         raise NotImplementedError
@@ -152,6 +157,10 @@ class Task:
 
     def output_spec(self, task_cfg: Any, data_cfg: Any, role: str = "student") -> list[TensorSpec]:
         raise NotImplementedError
+
+    def latency_plan(self, task_cfg: Any) -> tuple[int, int]:
+        """(warm-up, timed) iterations of the batch-1 latency measurement in metrics.json."""
+        return 10, 50
 
     def criterion(self, logits: Any, y: Any, task_cfg: Any) -> Any:
         """The supervised loss (torch): cross-entropy, focal loss, ..."""
