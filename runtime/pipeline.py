@@ -69,6 +69,7 @@ class RunOptions:
     queue_size: int = 8
     micro_batch: int = 1
     threads: int = 1
+    baseline_threads: int = 1         # torch threads of the --baseline model (see Pipeline.run)
     live_view: bool = False
     plots: bool = True
     seed: int = 0
@@ -317,7 +318,11 @@ class Pipeline:
                      f"--rate / --as-fast-as-possible apply to recordings only")
         collector = Collector(self, opts)
         engine = open_engine(opts.engine, opts.bundle, self.manifest, threads=opts.threads, log=opts.log)
-        baseline = open_engine("torch", opts.bundle, self.manifest, run_dir=opts.baseline) if opts.baseline else None
+        # The baseline shares the machine with the engine under test: one torch thread keeps it
+        # from taking the engine's cores (measured: the vision student in torch at 2 threads on a
+        # loaded 2-core CPU took 320-400 ms per frame, at 1 thread 12 ms, and starved the stream).
+        baseline = open_engine("torch", opts.bundle, self.manifest, run_dir=opts.baseline,
+                               threads=opts.baseline_threads) if opts.baseline else None
         previous = None
         live = None
         try:
