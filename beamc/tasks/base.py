@@ -190,6 +190,16 @@ def topk_indices(logits: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=-1)
 
 
+def index_batches(idx: np.ndarray, batch_size: int, *, shuffle: bool, seed: int, epoch: int,
+                  salt: int) -> Iterator[np.ndarray]:
+    """Sample indices of one epoch in minibatches; the shuffle is a pure function of (seed,
+    epoch, salt), so a resumed run draws the same order as an uninterrupted one."""
+    if shuffle:
+        idx = np.random.default_rng([seed, epoch, salt]).permutation(idx)
+    for start in range(0, len(idx), batch_size):
+        yield idx[start:start + batch_size]
+
+
 def predict_in_batches(predict: Predictor, inputs: tuple[np.ndarray, ...], batch_size: int = 1024) -> np.ndarray:
     n = len(inputs[0])
     outs = [predict(tuple(x[i:i + batch_size] for x in inputs)) for i in range(0, n, batch_size)]

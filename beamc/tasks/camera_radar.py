@@ -50,7 +50,8 @@ from beamc.data.windows import IGNORE_INDEX
 from beamc.errors import BeamcError
 from beamc.registry import TASKS
 from beamc.schema import opt
-from beamc.tasks.base import Batch, Predictor, SlidingWindow, StreamPreprocessor, Task, TaskData, TensorSpec, topk_indices
+from beamc.tasks.base import (Batch, Predictor, SlidingWindow, StreamPreprocessor, Task, TaskData, TensorSpec, index_batches,
+                              topk_indices)
 from beamc.tasks.deepsense_data import DeepSenseDataConfig, open_deepsense, split
 
 MODALITIES = ("camera", "radar")
@@ -221,11 +222,7 @@ class CameraRadarData(TaskData):
                 roles: Sequence[str] = ("student",)) -> Iterator[Batch]:
         import torch
 
-        idx = self.splits[split]
-        if shuffle:
-            idx = np.random.default_rng([seed, epoch, 13]).permutation(idx)
-        for start in range(0, len(idx), batch_size):
-            w = idx[start:start + batch_size]
+        for w in index_batches(self.splits[split], batch_size, shuffle=shuffle, seed=seed, epoch=epoch, salt=13):
             # teacher and student see the same inputs: the student is smaller, not blinder
             yield Batch(tuple(torch.from_numpy(x) for x in self.inputs(w)), torch.from_numpy(self.labels[w]))
 

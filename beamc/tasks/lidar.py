@@ -40,7 +40,8 @@ from beamc.data.windows import IGNORE_INDEX
 from beamc.errors import BeamcError
 from beamc.registry import TASKS
 from beamc.schema import opt
-from beamc.tasks.base import Batch, Predictor, SlidingWindow, StreamPreprocessor, Task, TaskData, TensorSpec, topk_indices
+from beamc.tasks.base import (Batch, Predictor, SlidingWindow, StreamPreprocessor, Task, TaskData, TensorSpec, index_batches,
+                              topk_indices)
 from beamc.tasks.deepsense_data import DeepSenseDataConfig, open_deepsense, split
 
 LIDAR_RANGES = 216
@@ -160,11 +161,7 @@ class LidarData(TaskData):
                 roles: Sequence[str] = ("student",)) -> Iterator[Batch]:
         import torch
 
-        idx = self.splits[split]
-        if shuffle:
-            idx = np.random.default_rng([seed, epoch, 13]).permutation(idx)
-        for start in range(0, len(idx), batch_size):
-            w = idx[start:start + batch_size]
+        for w in index_batches(self.splits[split], batch_size, shuffle=shuffle, seed=seed, epoch=epoch, salt=13):
             yield Batch((torch.from_numpy(self.inputs(w)),), torch.from_numpy(self.labels[w]))
 
     def evaluate(self, predict: Predictor, split: str = "test", role: str = "student") -> dict[str, Any]:

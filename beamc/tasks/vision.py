@@ -47,7 +47,7 @@ from beamc.errors import BeamcError
 from beamc.registry import TASKS
 from beamc.schema import opt
 from beamc.tasks.base import (Batch, Predictor, SlidingWindow, StreamPreprocessor, Task, TaskData, TensorSpec,
-                              topk_indices)
+                              index_batches, topk_indices)
 from beamc.tasks.deepsense_data import DeepSenseDataConfig, open_deepsense, split
 
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)   # skimage.color.rgb2gray (ITU-R BT.709)
@@ -218,11 +218,7 @@ class VisionData(TaskData):
                 roles: Sequence[str] = ("student",)) -> Iterator[Batch]:
         import torch
 
-        idx = self.splits[split]
-        if shuffle:
-            idx = np.random.default_rng([seed, epoch, 11]).permutation(idx)
-        for start in range(0, len(idx), batch_size):
-            w = idx[start:start + batch_size]
+        for w in index_batches(self.splits[split], batch_size, shuffle=shuffle, seed=seed, epoch=epoch, salt=11):
             y = torch.from_numpy(self.labels[w])
             teacher = (torch.from_numpy(self.inputs(w, "teacher")),) if "teacher" in roles else None
             if "student" in roles:
