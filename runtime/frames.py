@@ -40,7 +40,7 @@ class SourceDied(BeamcError):
     """The source cannot deliver any more frames (device gone, connection lost mid-frame)."""
 
 
-@dataclass
+@dataclass(slots=True)  # one per sensor instant: slots make it cheaper to build and read
 class Frame:
     id: int                                   # frame id as the source numbers it (row index, network id, ...)
     t: float                                  # source timestamp, seconds (recording clock)
@@ -53,7 +53,7 @@ class Frame:
     t_read: float = 0.0                       # perf_counter: its arrays are decoded
 
 
-@dataclass
+@dataclass(slots=True)
 class BadFrame:
     id: int
     reason: str

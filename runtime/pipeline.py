@@ -1,9 +1,10 @@
 """`beamc run`: Source -> Preprocess -> Engine -> Sinks, with bounded queues between threads.
 
-    source thread   reads/decodes frames, releases recordings at their timestamps (or --rate,
-                    or as fast as possible); when the worker falls behind a paced or live
-                    source it drops the frame (a base station cannot stall its sensors), an
-                    unpaced replay waits instead
+    source thread   reads/decodes frames, releases recordings at their timestamps (or --rate);
+                    when the worker falls behind a paced or live source it drops the frame (a
+                    base station cannot stall its sensors). A recording replayed as fast as
+                    possible has no source thread: the worker reads it (nothing to pace, and a
+                    second thread would only trade the GIL with the worker)
     worker thread   the task's stream preprocessor (from the bundle manifest; history reset
                     when the sequence/user changes) and the engine, micro-batching frames
                     that are already waiting when --micro-batch > 1
@@ -47,6 +48,11 @@ SLOT_MS = {"vision": 128.0, "lidar": 111.0, "camera_radar": 111.0, "sub6": 20.0}
 SLOT_MS_FALLBACK = 100.0
 STAGES = ("read", "queue", "preprocess", "engine", "e2e")
 CHUNK = 32  # frames per queue hand-over when replaying as fast as possible
+# Inline replays hand results to the measuring main thread in lists of this many frames (or
+# after HAND_OVER_S): latencies are stamped in the worker, so this changes no reported figure,
+# only how often the two threads trade the GIL (per 32 frames it cost ~3 us per frame here).
+INLINE_HAND_OVER = 512
+HAND_OVER_S = 0.2
 
 
 def default_slot_ms(task: str) -> tuple[float, str]:
@@ -70,6 +76,7 @@ class RunOptions:
     micro_batch: int = 1
     threads: int = 1
     baseline_threads: int = 1         # torch threads of the --baseline model (see Pipeline.run)
+    inline_replay: bool = True        # afap replays: the worker reads the source (no source thread)
     live_view: bool = False
     plots: bool = True
     seed: int = 0
@@ -83,6 +90,10 @@ class _Warmup:
 
 class _Stop(Exception):
     pass
+
+
+class _WorkerFailed(Exception):
+    """Inline replay: the engine failed inside the source loop (worker_error says why)."""
 
 
 class Pipeline:
@@ -124,6 +135,13 @@ class Pipeline:
         self.dropped: list[int] = []
         self.received = 0
         self._inputs_checked = False
+        # results go to the main thread (measurement) in lists of at least `_hand_over` frames
+        # or every HAND_OVER_S: each hand-over wakes the main thread and costs a GIL round trip
+        self._results: list[Any] = []
+        self._others = 0  # items in _results that are not prediction rows
+        self._hand_over, self._handed = 1, time.perf_counter()
+        self._keep_inputs = opts.baseline is not None  # the baseline reruns each frame's inputs
+        self.inline = False
 
     # ------------------------------------------------------------------ source thread
     # Items cross the queues in chunks (lists): an unpaced replay hands over up to CHUNK
@@ -153,7 +171,10 @@ class Pipeline:
                 raise _Stop
             time.sleep(min(left, 0.05))
 
-    def _produce(self) -> None:
+    def _produce(self, put: Callable[[Any, bool], bool] | None = None) -> None:
+        """Read the source and hand its frames on with `put(chunk, drop_when_full)` (the input
+        queue, or for an inline replay the worker's own processing); END goes last."""
+        put = put or self._put
         opts, src = self.opts, self.source
         paced = not src.live and opts.pace != "afap"
         drop = src.live or paced
@@ -186,12 +207,12 @@ class Pipeline:
                     else:
                         item.t_read = clock()
                         if drop:
-                            if not self._put([item], True):
+                            if not put([item], True):
                                 self.dropped.append(item.id)
                         else:
                             chunk.append(item)
                 if len(chunk) >= chunk_size or (drop and chunk):
-                    self._put(chunk, False)
+                    put(chunk, False)
                     chunk = []
                 if opts.max_frames and n >= opts.max_frames:
                     self.max_frames_hit = True
@@ -199,6 +220,8 @@ class Pipeline:
             else:
                 self.source_ended = True
         except _Stop:
+            chunk = []
+        except _WorkerFailed:
             chunk = []
         except BeamcError as e:  # SourceDied and readers' errors: the source cannot go on
             self.source_error = str(e)
@@ -208,10 +231,10 @@ class Pipeline:
         finally:
             try:
                 if chunk:
-                    self._put(chunk, False)
-            except _Stop:
+                    put(chunk, False)
+            except (_Stop, _WorkerFailed):
                 pass
-            self._put(END, False)
+            put(END, False)
 
     # ------------------------------------------------------------------ worker thread
     def _hole(self) -> None:
@@ -233,75 +256,137 @@ class Pipeline:
         self._inputs_checked = True
 
     def _work(self) -> None:
+        """Worker thread fed by the source thread through the input queue."""
         self._key = object()
-        mb = max(1, self.opts.micro_batch)
-        pre, engine, clock = self.pre, self.engine, time.perf_counter
-        pending: deque = deque()
         ended = False
         try:
-            while pending or not ended:
-                if not pending:
-                    got = self.q_in.get()
-                    if got is END:
-                        break
-                    pending.extend(got)
-                out: list[Any] = []
-                batch: list[tuple[Frame, tuple[np.ndarray, ...], float, float]] = []
-                while pending and len(batch) < mb:
-                    frame = pending.popleft()
-                    if isinstance(frame, BadFrame):
-                        self._hole()
-                        out.append(frame)
-                        continue
-                    if frame.key is not None and frame.key != self._key:
-                        pre.reset()
-                    self._key = frame.key
-                    t0 = clock()
-                    try:
-                        inputs = pre.push(frame.data)
-                    except BeamcError as e:
-                        self._hole()
-                        out.append(BadFrame(frame.id, SHAPE_MISMATCH, f"frame {frame.id}: {e}", frame.t))
-                        continue
-                    t1 = clock()
-                    frame.data = None  # the raw arrays (a camera frame is MBs) are not kept past preprocessing
-                    if inputs is not None and not self._inputs_checked:
-                        self._check_inputs(inputs)
-                    if inputs is None:
-                        out.append(_Warmup(frame))
-                    elif mb == 1:
-                        logits = engine.run(inputs)
-                        out.append((frame, inputs, logits[0], t0, t1, t1, clock(), 1))
-                    else:
-                        batch.append((frame, inputs, t0, t1))
-                        if not pending and len(batch) < mb and not ended:
-                            try:  # micro-batching: only frames already waiting, never wait for more
-                                got = self.q_in.get_nowait()
-                                if got is END:
-                                    ended = True
-                                else:
-                                    pending.extend(got)
-                            except queue.Empty:
-                                pass
-                if batch:
-                    inputs = batch[0][1] if len(batch) == 1 else \
-                        tuple(np.concatenate([b[1][j] for b in batch]) for j in range(len(batch[0][1])))
-                    te0 = clock()
-                    logits = engine.run(inputs)
-                    te1 = clock()
-                    out.extend((frame, x, logits[j], t0, t1, te0, te1, len(batch))
-                               for j, (frame, x, t0, t1) in enumerate(batch))
-                if out:
-                    self.q_out.put(out)
+            while True:
+                got = self.q_in.get()
+                if got is END:
+                    ended = True
+                    break
+                ended = self._process(got, self._waiting)
+                if ended:  # END was taken while micro-batching
+                    break
         except Exception as e:  # noqa: BLE001 - engine failures end the run with a report
-            self.worker_error = str(e) if isinstance(e, BeamcError) else f"{type(e).__name__}: {e}"
-            self.worker_traceback = traceback.format_exc()
+            self._failed(e)
             self.stop.set()
             self.source.stopping.set()
             while not ended:  # let the source thread finish: drain until its END
                 ended = self.q_in.get() is END
         finally:
+            self._flush()
             self.q_out.put(END)
+
+    def _work_inline(self) -> None:
+        """An unpaced replay (--as-fast-as-possible on a recording) has no release instants to
+        keep, so the worker reads the source itself: no source thread contending for the GIL and
+        no input-queue hand-over per chunk. (Measured on the sub-6 student, 2-core CPU,
+        benchmarks/runtime_overhead.py: with the source thread 13.9 us per frame, inline 10.5.)"""
+        self._key = object()
+
+        def process(chunk: Any, drop_when_full: bool) -> bool:
+            if chunk is END or self.worker_error:
+                return True
+            try:
+                self._process(chunk, None)
+            except Exception as e:  # noqa: BLE001 - engine failures end the run with a report
+                self._failed(e)
+                self.stop.set()
+                raise _WorkerFailed from None
+            return True
+
+        self._hand_over = INLINE_HAND_OVER
+        try:
+            self._produce(process)
+        finally:
+            self._flush()
+            self.q_out.put(END)
+
+    def _failed(self, e: Exception) -> None:
+        self.worker_error = str(e) if isinstance(e, BeamcError) else f"{type(e).__name__}: {e}"
+        self.worker_traceback = traceback.format_exc()
+
+    def _waiting(self) -> Any:
+        """Frames already in the input queue (never wait for more), or None."""
+        try:
+            return self.q_in.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _process(self, items: list[Any], waiting: Callable[[], Any] | None) -> bool:
+        """Preprocess and run one chunk of frames; with --micro-batch > 1, frames that are
+        already waiting (`waiting()`) join the batch. Returns True when END was taken.
+
+        A predicted frame leaves as the collector's row (frame, logits, t_pre0, t_pre1, t_eng0,
+        t_eng1, input queue depth, engine batch), plus its inputs when a baseline must rerun
+        them; bad frames and warm-up frames leave as themselves (counted in `_others`, so that a
+        chunk without them is taken by the collector in one list operation)."""
+        mb = max(1, self.opts.micro_batch)
+        pre, engine, clock, results = self.pre, self.engine, time.perf_counter, self._results
+        keep = self._keep_inputs
+        depth = 0 if self.inline else self.q_in.qsize()
+        pending: deque = deque(items)
+        ended = False
+        while pending:
+            batch: list[tuple[Frame, tuple[np.ndarray, ...], float, float]] = []
+            while pending and len(batch) < mb:
+                frame = pending.popleft()
+                if type(frame) is BadFrame:
+                    self._hole()
+                    results.append(frame)
+                    self._others += 1
+                    continue
+                key = frame.key
+                if key is not None and key != self._key:
+                    pre.reset()
+                self._key = key
+                t0 = clock()
+                try:
+                    inputs = pre.push(frame.data)
+                except BeamcError as e:
+                    self._hole()
+                    results.append(BadFrame(frame.id, SHAPE_MISMATCH, f"frame {frame.id}: {e}", frame.t))
+                    self._others += 1
+                    continue
+                t1 = clock()
+                frame.data = None  # the raw arrays (a camera frame is MBs) are not kept past preprocessing
+                if inputs is None:
+                    results.append(_Warmup(frame))
+                    self._others += 1
+                    continue
+                if not self._inputs_checked:
+                    self._check_inputs(inputs)
+                if mb == 1:
+                    logits = engine.run(inputs)
+                    results.append((frame, logits[0], t0, t1, t1, clock(), depth, 1, inputs) if keep else
+                                   (frame, logits[0], t0, t1, t1, clock(), depth, 1))
+                    continue
+                batch.append((frame, inputs, t0, t1))
+                if not pending and len(batch) < mb and not ended and waiting is not None:
+                    got = waiting()
+                    if got is END:
+                        ended = True
+                    elif got is not None:
+                        pending.extend(got)
+            if batch:
+                inputs = batch[0][1] if len(batch) == 1 else \
+                    tuple(np.concatenate([b[1][j] for b in batch]) for j in range(len(batch[0][1])))
+                te0 = clock()
+                logits = engine.run(inputs)
+                te1 = clock()
+                n = len(batch)
+                results.extend((frame, logits[j], t0, t1, te0, te1, depth, n, x) if keep else
+                               (frame, logits[j], t0, t1, te0, te1, depth, n)
+                               for j, (frame, x, t0, t1) in enumerate(batch))
+        if len(results) >= self._hand_over or clock() - self._handed > HAND_OVER_S:
+            self._flush()
+        return ended
+
+    def _flush(self) -> None:
+        if self._results:
+            self.q_out.put((self._results, self._others))
+            self._results, self._others, self._handed = [], 0, time.perf_counter()
 
     # ------------------------------------------------------------------ main thread
     def run(self) -> dict[str, Any]:
@@ -317,6 +402,8 @@ class Pipeline:
             opts.log(f"note: source {self.source.kind} is live: it delivers frames on its own clock; "
                      f"--rate / --as-fast-as-possible apply to recordings only")
         collector = Collector(self, opts)
+        # a recording replayed as fast as possible is read by the worker itself (see _work_inline)
+        self.inline = not self.source.live and opts.pace == "afap" and opts.inline_replay
         engine = open_engine(opts.engine, opts.bundle, self.manifest, threads=opts.threads, log=opts.log)
         # The baseline shares the machine with the engine under test: one torch thread keeps it
         # from taking the engine's cores (measured: the vision student in torch at 2 threads on a
@@ -334,8 +421,11 @@ class Pipeline:
                 collector.baseline_info = baseline.describe() if baseline else None
                 previous = self._install_sigint()
                 live = LiveView(collector) if opts.live_view else None
-                threads = [threading.Thread(target=self._produce, name="beamc-source", daemon=True),
-                           threading.Thread(target=self._work, name="beamc-worker", daemon=True)]
+                if self.inline:
+                    threads = [threading.Thread(target=self._work_inline, name="beamc-worker", daemon=True)]
+                else:
+                    threads = [threading.Thread(target=self._produce, name="beamc-source", daemon=True),
+                               threading.Thread(target=self._work, name="beamc-worker", daemon=True)]
                 collector.started()
                 for t in threads:
                     t.start()
@@ -349,7 +439,7 @@ class Pipeline:
                             continue
                         if item is END:
                             break
-                        collector.add(item, baseline, self.q_in.qsize())
+                        collector.add(*item, baseline)
                         if live:
                             live.tick()
                 except KeyboardInterrupt:  # the second Ctrl-C: stop now, still write the report

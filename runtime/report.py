@@ -56,14 +56,19 @@ class Collector:
             self.jsonl = open(self.opts.out, "w", buffering=1)  # line-buffered: a killed run keeps what it predicted
 
     # -- per chunk of frames -------------------------------------------------------------
-    def add(self, items: list[Any], baseline: Any, depth_in: int) -> None:
-        rows, slow = self.rows, baseline is not None or self.jsonl is not None
+    def add(self, items: list[Any], others: int, baseline: Any) -> None:
+        """Take a hand-over from the worker: prediction rows (with the inputs appended when a
+        baseline reruns them), bad frames and warm-up frames; `others` counts the latter two."""
+        rows = self.rows
+        if not others and baseline is None and self.jsonl is None:
+            rows.extend(items)  # the common case: one list operation for the whole hand-over
+            return
         for item in items:
             if type(item) is tuple:
-                frame, inputs, logits = item[0], item[1], item[2]
-                rows.append((frame, logits, item[3], item[4], item[5], item[6], depth_in, item[7]))
-                if slow:
-                    self._per_frame(frame, inputs, logits, item[6], baseline)
+                frame, logits = item[0], item[1]
+                rows.append(item[:8])
+                if baseline is not None or self.jsonl is not None:
+                    self._per_frame(frame, item[8] if len(item) > 8 else None, logits, item[5], baseline)
             elif isinstance(item, BadFrame):
                 self._bad(item)
             else:  # _Warmup: the window is still filling
@@ -162,7 +167,9 @@ class Collector:
                       "target": p.manifest.get("target"), "run": p.manifest.get("run", {}).get("name")},
             "engine": self.engine_info, "baseline": self.baseline_info,
             "source": {"spec": opts.source, "kind": p.source.kind, "live": p.source.live,
-                       "pace": "live" if p.source.live else opts.pace, "rate": opts.rate, **_safe_info(p.source)},
+                       "pace": "live" if p.source.live else opts.pace, "rate": opts.rate,
+                       "read_by": "worker (inline replay)" if getattr(p, "inline", False) else "source thread",
+                       **_safe_info(p.source)},
             "frames": {"received": int(p.received), "predicted": n, "warmup": self.warmup,
                        "dropped": len(p.dropped), "dropped_ids": p.dropped[:100],
                        "bad": int(sum(b["count"] for b in self.bad.values())), "bad_by_reason": self.bad},
