@@ -22,9 +22,11 @@ from beamc.compress.pipeline import distill, read_metrics
 from beamc.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
+# runs with data first: a teacher cache entry whose metadata lacks the per-layer statistics
+# gets them re-measured there, before the data-free runs (which cannot open the data) need them
 METHODS = {
-    "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse", "KD": "lidar_kd", "KD-MSE": "lidar_kd_mse",
-    "no KD": "lidar_scratch",
+    "no KD": "lidar_scratch", "KD": "lidar_kd", "KD-MSE": "lidar_kd_mse",
+    "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse", "DF-KD MSE (paper)": "lidar_dfkd_paper",
     "ablation: weighted": "lidar_dfkd_ablation_weighted", "ablation: metadata": "lidar_dfkd_ablation_metadata",
     "ablation: activation": "lidar_dfkd_ablation_activation", "ablation: entropy": "lidar_dfkd_ablation_entropy",
 }

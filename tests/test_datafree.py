@@ -71,6 +71,13 @@ def test_per_step_and_multi_layer_metadata_by_hand():
     assert float(full["loss"]) == pytest.approx(float(two))
 
 
+def test_temporal_variation_by_hand():
+    # one sample, frames [0, 0], [1, 3], [1, 1]: |diffs| 1, 3 then 0, 2 -> mean 6 / 4
+    x = torch.tensor([[[0.0, 0.0], [1.0, 3.0], [1.0, 1.0]]])
+    assert float(dfm.temporal_variation(x)) == pytest.approx(1.5)
+    assert float(dfm.temporal_variation(x.repeat(1, 1, 1)[:, [0, 0, 0]])) == 0.0
+
+
 def test_adversarial_gap_by_hand():
     t = torch.tensor([[1.0, -2.0], [0.0, 4.0]])
     s = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
@@ -208,7 +215,7 @@ def test_adversarial_step_is_eq8_minus_the_weighted_gap(teacher_run):
     teacher, _ = load_model(teacher_run.path / "teacher.pt")
     meta = read_metadata(teacher_run.path / "teacher_metadata.json")
     cfg = DISTILLERS.get("datafree").Config(**DF, metadata_layers=("hidden", "gru", "embed"), student_samples="fresh",
-                                            adversarial=0.5)
+                                            adversarial=0.5, smoothness=0.25)
     torch.manual_seed(0)
     student = build_model("lidar_gru", {"hidden_size": 4, "embed_dim": 8}).eval()
 
@@ -223,6 +230,10 @@ def test_adversarial_step_is_eq8_minus_the_weighted_gap(teacher_run):
         return x, losses, [p.detach() - b for p, b in zip(gen.parameters(), before)]
 
     x, losses, moved = one_step(0.5)
+    # eq. 8 with the three-layer metadata loss, plus the weighted smoothness prior on the 8 real frames
+    eq8 = losses["meta"] + cfg.alpha * losses["act"] + cfg.beta * losses["ent"]
+    assert float(losses["loss"]) == pytest.approx(float(eq8 + 0.25 * losses["tv"]), rel=1e-6)
+    assert float(losses["tv"]) == pytest.approx(float(dfm.temporal_variation(x[:, :8])), rel=1e-6)
     with torch.no_grad():
         assert float(losses["gap"]) == pytest.approx(float(adversarial_gap(teacher(x), student(x))), rel=1e-5)
     _, plain, moved0 = one_step(0.0)

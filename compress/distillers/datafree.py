@@ -44,6 +44,8 @@ class DataFreeConfig:
     student_samples: Literal["pool", "fresh"] = opt("pool", doc='"pool": `samples` drawn once, the student runs epochs over '
                                                     'them (reference code); "fresh": new noise for every student batch '
                                                     "(Alg. 1 line 10), `samples` per epoch")
+    smoothness: float = opt(0.0, ge=0, doc="weight of a temporal total-variation prior on the generated frames "
+                            "(mean |x[t+1] - x[t]|, added to eq. 8; 0 = paper)")
     adversarial: float = opt(0.0, ge=0, doc="> 0: the generator keeps training during the student stage, one step per "
                              "student batch on eq. 8 minus this weight x the teacher-student logit gap (needs "
                              'student_samples = "fresh"); 0: fixed after step 1 (paper)')
