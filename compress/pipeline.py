@@ -303,6 +303,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
     finally:
         if inversion is not None:
             inversion.close()
+    if inversion is not None:  # the generator the student ended against (generator.pt: after step 1)
+        atomic_torch_save({k: v.detach().cpu() for k, v in gen.state_dict().items()}, run.file("generator_final.pt"))
     save_model(final, model, recipe.student.model, recipe.student.args, recipe.task.name, method=dcfg.method, generation=1)
     run.file("student.state.pt").unlink(missing_ok=True)
 

@@ -232,10 +232,10 @@ def test_adversarial_step_is_eq8_minus_the_weighted_gap(teacher_run):
     x, losses, moved = one_step(0.5)
     # eq. 8 with the three-layer metadata loss, plus the weighted smoothness prior on the 8 real frames
     eq8 = losses["meta"] + cfg.alpha * losses["act"] + cfg.beta * losses["ent"]
-    assert float(losses["loss"]) == pytest.approx(float(eq8 + 0.25 * losses["tv"]), rel=1e-6)
-    assert float(losses["tv"]) == pytest.approx(float(dfm.temporal_variation(x[:, :8])), rel=1e-6)
+    assert float(losses["loss"].detach()) == pytest.approx(float((eq8 + 0.25 * losses["tv"]).detach()), rel=1e-6)
+    assert float(losses["tv"].detach()) == pytest.approx(float(dfm.temporal_variation(x[:, :8].detach())), rel=1e-6)
     with torch.no_grad():
-        assert float(losses["gap"]) == pytest.approx(float(adversarial_gap(teacher(x), student(x))), rel=1e-5)
+        assert float(losses["gap"].detach()) == pytest.approx(float(adversarial_gap(teacher(x), student(x))), rel=1e-5)
     _, plain, moved0 = one_step(0.0)
     assert "gap" not in plain and float(plain["loss"].detach()) == pytest.approx(float(losses["loss"].detach()), rel=1e-6)
     # the first Adam step moves each weight by about lr * sign(grad): the gap term changes some signs
@@ -309,6 +309,7 @@ def test_data_free_student_never_opens_the_data_folder(tmp_path, monkeypatch):
         os.chmod(folder, 0o755)
         monkeypatch.undo()
     assert (run.path / "student.pt").exists() and (run.path / "generator.pt").exists()
+    assert (run.path / "generator_final.pt").exists()   # adversarial: the generator kept training
     assert any("data set is not opened" in line for line in logs)
     metrics = json.loads((run.path / "metrics.json").read_text())
     assert metrics["evaluated"] is False and metrics["models"]["student"]["params"] > 0
