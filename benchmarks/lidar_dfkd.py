@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 # gets them re-measured there, before the data-free runs (which cannot open the data) need them
 METHODS = {
     "no KD": "lidar_scratch", "KD": "lidar_kd", "KD-MSE": "lidar_kd_mse",
-    "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse", "DF-KD MSE (paper)": "lidar_dfkd_paper",
+    "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse", "DF-KD MSE v1": "lidar_dfkd_mse_v1",
     "ablation: weighted": "lidar_dfkd_ablation_weighted", "ablation: metadata": "lidar_dfkd_ablation_metadata",
     "ablation: activation": "lidar_dfkd_ablation_activation", "ablation: entropy": "lidar_dfkd_ablation_entropy",
 }
