@@ -8,6 +8,13 @@
     step 2: the student learns from the teacher's outputs on G's samples only (KL at T or
             MSE on logits; `distillers/datafree.py`)
 
+Beyond the paper, each off by default (the paper's setting): eq. 5 on further teacher layers
+per time step (`metadata_layers`), a temporal total-variation prior (`smoothness`), new
+noise for every student batch (Alg. 1 line 10, `student_samples = "fresh"`) and generator
+steps during the student stage that also push the teacher-student logit gap up
+(`adversarial`, after Fang et al.'s data-free adversarial distillation): `Inversion` is the
+one generator update both stages share.
+
 Nothing here reads a data set: the teacher, its metadata file and the recipe are the inputs.
 Each generator loss is a function of tensors so tests check them on hand-made values.
 """
