@@ -22,9 +22,12 @@ from beamc.compress.pipeline import distill, read_metrics
 from beamc.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
+# runs with data first: a teacher cache entry whose metadata lacks the per-layer statistics
+# gets them re-measured there, before the data-free runs (which cannot open the data) need them
 METHODS = {
-    "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse", "KD": "lidar_kd", "KD-MSE": "lidar_kd_mse",
-    "no KD": "lidar_scratch",
+    "no KD": "lidar_scratch", "KD": "lidar_kd", "KD-MSE": "lidar_kd_mse",
+    "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse", "DF-KD MSE 3 layers": "lidar_dfkd_mse_layers",
+    "DF-KD MSE v1": "lidar_dfkd_mse_v1",
     "ablation: weighted": "lidar_dfkd_ablation_weighted", "ablation: metadata": "lidar_dfkd_ablation_metadata",
     "ablation: activation": "lidar_dfkd_ablation_activation", "ablation: entropy": "lidar_dfkd_ablation_entropy",
 }
@@ -54,10 +57,19 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override for every run")
     ap.add_argument("--out", type=Path, default=Path("runs/lidar_dfkd"))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="print the table of several --json files (e.g. one per seed run side by side) instead of running")
     args = ap.parse_args()
 
     results: dict[str, list[dict]] = {"teacher": []}
-    for seed in args.seeds:
+    if args.merge:
+        args.seeds = []
+        for path in args.merge:
+            part = json.loads(path.read_text())
+            args.seeds += part.pop("seeds", [])
+            for name, runs in part.items():
+                results.setdefault(name, []).extend(runs)
+    for seed in ([] if args.merge else args.seeds):
         for method in args.methods:
             recipe = load_recipe(REPO / "recipes" / f"{METHODS[method]}.toml", [*args.overrides, f"train.seed={seed}"])
             run = distill(recipe, out=args.out, progress=False, log=lambda s: None)
@@ -84,7 +96,7 @@ def main() -> None:
     print()
     print("gap recovered = (student - no KD) / (teacher - no KD) in mean Top-1 over the 4 predicted beams")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"seeds": args.seeds, **results}, indent=2))
 
 
 if __name__ == "__main__":

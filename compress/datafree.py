@@ -8,6 +8,13 @@
     step 2: the student learns from the teacher's outputs on G's samples only (KL at T or
             MSE on logits; `distillers/datafree.py`)
 
+Beyond the paper, each off by default (the paper's setting): eq. 5 on further teacher layers
+per time step (`metadata_layers`), a temporal total-variation prior (`smoothness`), new
+noise for every student batch (Alg. 1 line 10, `student_samples = "fresh"`) and generator
+steps during the student stage that also push the teacher-student logit gap up
+(`adversarial`, after Fang et al.'s data-free adversarial distillation): `Inversion` is the
+one generator update both stages share.
+
 Nothing here reads a data set: the teacher, its metadata file and the recipe are the inputs.
 Each generator loss is a function of tensors so tests check them on hand-made values.
 """
@@ -107,14 +114,40 @@ def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(dim=-1).mean()
 
 
-def generator_loss(features: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, *,
+def layered_metadata_loss(features: dict[str, torch.Tensor], stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Eq. (5) summed over several teacher layers (the paper matches the last hidden state
+    only; [18] and DeepInversion match every layer's statistics). A per-step layer ([B, T, U]
+    features against T x U saved statistics) is matched per time step, not pooled."""
+    total = next(iter(features.values())).new_zeros(())
+    for name, (mean, var) in stats.items():
+        total = total + metadata_loss(features[name], mean, var)
+    return total
+
+
+def temporal_variation(x: torch.Tensor) -> torch.Tensor:
+    """Mean |x[t+1] - x[t]| between consecutive frames of [B, T, D] inputs: the total
+    variation prior of DeepInversion taken along time. Scans 0.1 s apart of a slowly moving
+    vehicle change little; a generator left alone draws every frame independently."""
+    return (x[:, 1:] - x[:, :-1]).abs().mean()
+
+
+def adversarial_gap(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between teacher and student logits: what an adversarial
+    generator maximises while the student trains (Fang et al., data-free adversarial
+    distillation), so that new samples land where the student still disagrees."""
+    return (teacher_logits - student_logits).abs().mean()
+
+
+def generator_loss(features: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor | None, var: torch.Tensor | None, *,
                    use_metadata: bool = True, use_activation: bool = True, use_entropy: bool = True,
-                   alpha: float = 1e-4, beta: float = 1e-2) -> dict[str, torch.Tensor]:
+                   alpha: float = 1e-4, beta: float = 1e-2, meta: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Eq. (8): L_G = L_meta + alpha L_act + beta L_ent, each term switchable (Fig. 3's
-    ablation). Components are returned unweighted for logging."""
+    ablation). Components are returned unweighted for logging. `meta`, when given, replaces
+    eq. (5) on `features` (the multi-layer metadata loss)."""
     if not (use_metadata or use_activation or use_entropy):
         raise BeamcError("distill: at least one of metadata_loss, activation_loss, entropy_loss must be true")
-    parts = {"meta": metadata_loss(features, mean, var), "act": activation_loss(features), "ent": entropy_loss(logits)}
+    parts = {"meta": metadata_loss(features, mean, var) if meta is None else meta,
+             "act": activation_loss(features), "ent": entropy_loss(logits)}
     total = features.new_zeros(())
     if use_metadata:
         total = total + parts["meta"]
@@ -132,8 +165,27 @@ def build_generator(cfg: Any, meta: dict[str, Any]) -> Generator:
                      float(meta["input_min"]), float(meta["input_max"]), cfg.generator_output)
 
 
-def frozen_teacher_forward(teacher: nn.Module, layer: str):
-    """teacher(x) -> (features of `layer`, logits) with gradients flowing to x only.
+def metadata_stats(meta: dict[str, Any], layers: tuple[str, ...], device: torch.device
+                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Saved (mean, var) per requested layer: `meta["layer"]` is the top-level statistics
+    (the paper's last hidden state), any other name is looked up in `meta["layers"]`."""
+    out = {}
+    for name in layers:
+        if name == meta["layer"]:
+            m, v = meta["mean"], meta["var"]
+        elif name in meta.get("layers", {}):
+            m, v = meta["layers"][name]["mean"], meta["layers"][name]["var"]
+        else:
+            have = [meta["layer"], *meta.get("layers", {})]
+            raise BeamcError(f"{METADATA_FILE}: no statistics for layer '{name}' (distill.metadata_layers), found "
+                             f"{', '.join(have)}; re-measure them by running a recipe with data for this teacher "
+                             "(e.g. beamc distill recipes/lidar_kd.toml)")
+        out[name] = (torch.tensor(m, dtype=torch.float32, device=device), torch.tensor(v, dtype=torch.float32, device=device))
+    return out
+
+
+def frozen_teacher_forward(teacher: nn.Module, layers: tuple[str, ...]):
+    """teacher(x) -> ({layer: features}, logits) with gradients flowing to x only.
 
     The teacher stays in eval mode (no dropout). cuDNN refuses RNN backward in eval mode,
     so on a GPU the forward runs with cuDNN off (the reference code flips the teacher to
@@ -142,15 +194,63 @@ def frozen_teacher_forward(teacher: nn.Module, layer: str):
 
     from beamc.compress.distillers import Taps
 
-    taps = Taps(teacher, (layer,), "teacher metadata layer")
+    taps = Taps(teacher, tuple(dict.fromkeys(layers)), "teacher metadata layer")
 
-    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         ctx = torch.backends.cudnn.flags(enabled=False) if x.is_cuda else nullcontext()
         with ctx:
             out = taps.run(teacher, (x,))
-        return out.features[layer], out.logits
+        return out.features, out.logits
 
     return run, taps
+
+
+class Inversion:
+    """One generator update of eq. (8) against the frozen teacher, optionally minus
+    `adversarial` x the teacher-student logit gap (the generator keeps training while the
+    student learns, DFAD-style; 0 is the paper: the generator is fixed after step 1)."""
+
+    def __init__(self, gen: Generator, teacher: nn.Module, meta: dict[str, Any], cfg: Any, device: torch.device):
+        self.gen, self.cfg = gen, cfg
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        layers = tuple(cfg.metadata_layers) or (meta["layer"],)
+        self.stats = metadata_stats(meta, layers, device)
+        self.layer = meta["layer"]
+        self.forward, self.taps = frozen_teacher_forward(teacher, (self.layer, *layers))
+        self.opt = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr)
+
+    def losses(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        feats, logits = self.forward(x)
+        meta = layered_metadata_loss({k: feats[k] for k in self.stats}, self.stats)
+        losses = generator_loss(feats[self.layer], logits, None, None, use_metadata=self.cfg.metadata_loss, use_activation=self.cfg.activation_loss,
+                                use_entropy=self.cfg.entropy_loss, alpha=self.cfg.alpha, beta=self.cfg.beta, meta=meta)
+        if self.cfg.smoothness > 0:
+            losses["tv"] = temporal_variation(x[:, :self.gen.frames])
+            losses["loss"] = losses["loss"] + self.cfg.smoothness * losses["tv"]
+        return losses, logits
+
+    def step(self, noise: torch.Generator, student: nn.Module | None = None, adversarial: float = 0.0
+             ) -> dict[str, torch.Tensor]:
+        from contextlib import nullcontext
+
+        self.gen.train()
+        x = self.gen.sample(self.cfg.generator_batch_size, noise)
+        losses, t_logits = self.losses(x)
+        total = losses["loss"]
+        if student is not None and adversarial > 0:
+            # the student runs in eval mode here; cuDNN has no RNN backward in eval mode
+            with torch.backends.cudnn.flags(enabled=False) if x.is_cuda else nullcontext():
+                losses["gap"] = adversarial_gap(t_logits, student(x))
+            total = total - adversarial * losses["gap"]
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt.step()
+        return losses
+
+    def close(self) -> None:
+        self.taps.close()
 
 
 def train_generator(teacher: nn.Module, meta: dict[str, Any], cfg: Any, *, seed: int, device: torch.device,
@@ -158,26 +258,13 @@ def train_generator(teacher: nn.Module, meta: dict[str, Any], cfg: Any, *, seed:
     """Step 1 of Alg. 1: `cfg.generator_steps` Adam steps, each on a fresh noise batch."""
     torch.manual_seed(seed)
     gen = build_generator(cfg, meta).to(device)
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    mean = torch.tensor(meta["mean"], dtype=torch.float32, device=device)
-    var = torch.tensor(meta["var"], dtype=torch.float32, device=device)
-    forward, taps = frozen_teacher_forward(teacher, meta["layer"])
-    opt = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr)
+    inv = Inversion(gen, teacher, meta, cfg, device)
     noise = torch.Generator().manual_seed(seed)
     history: list[dict[str, Any]] = []
     task_id = progress.add_task("generator", total=cfg.generator_steps) if progress else None
     try:
         for step in range(1, cfg.generator_steps + 1):
-            x = gen.sample(cfg.generator_batch_size, noise)
-            feats, logits = forward(x)
-            losses = generator_loss(feats, logits, mean, var, use_metadata=cfg.metadata_loss,
-                                    use_activation=cfg.activation_loss, use_entropy=cfg.entropy_loss,
-                                    alpha=cfg.alpha, beta=cfg.beta)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opt.step()
+            losses = inv.step(noise)
             if step == 1 or step % max(1, cfg.generator_steps // 50) == 0 or step == cfg.generator_steps:
                 history.append({"step": step, **{k: float(v.detach()) for k, v in losses.items()}})
             if not math.isfinite(float(losses["loss"].detach())):
@@ -186,7 +273,7 @@ def train_generator(teacher: nn.Module, meta: dict[str, Any], cfg: Any, *, seed:
             if progress:
                 progress.update(task_id, advance=1, description=f"generator loss {float(losses['loss'].detach()):.4f}")
     finally:
-        taps.close()
+        inv.close()
     if history_path is not None:
         atomic_write_csv(history_path, history)
     return gen.eval(), history

@@ -134,8 +134,8 @@ def obtain_teacher(recipe: Recipe, data: Any, run: Run, device: torch.device, pr
             atomic_write_json(cache / "preprocess.json", preprocess_record(recipe, data))
         save_model(final, model, recipe.teacher.model, recipe.teacher.args, recipe.task.name)
         (cache / "teacher.state.pt").unlink(missing_ok=True)
-    elif hasattr(task, "teacher_metadata") and data is not None and not (cache / METADATA_FILE).exists():
-        # a teacher cached before metadata existed: measure it now, the data is at hand
+    elif hasattr(task, "teacher_metadata") and data is not None and _metadata_stale(task, cache / METADATA_FILE):
+        # a teacher cached before (these) metadata existed: measure it now, the data is at hand
         cached, _ = load_model(final)
         write_metadata(cache / METADATA_FILE, task.teacher_metadata(cached.to(device).eval(), data))
         atomic_write_json(cache / "preprocess.json", preprocess_record(recipe, data))
@@ -147,6 +147,14 @@ def obtain_teacher(recipe: Recipe, data: Any, run: Run, device: torch.device, pr
     run.update_status(teacher_source=str(cache))
     model, _ = load_model(run.file("teacher.pt"))
     return model.to(device).eval()
+
+
+def _metadata_stale(task: Any, path: Path) -> bool:
+    """No metadata file, or one without the per-layer statistics the task now measures."""
+    if not path.exists():
+        return True
+    have = read_json(path, METADATA_FILE).get("layers", {})
+    return any(name not in have for name in getattr(task, "metadata_extra_layers", ()))
 
 
 def trained_teacher_dir(recipe: Recipe, out_root: Path) -> Path | None:
@@ -225,12 +233,15 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                              progress: Any, on_epoch_end: EpochHook | None) -> None:
     """Alg. 1 of the data-free paper: generator, then student, from the teacher and its
     metadata file alone. Deliberately takes no data object: nothing here can read the data set."""
-    from beamc.compress.datafree import build_generator, read_metadata, synthesize, train_generator
+    from beamc.compress.datafree import Inversion, build_generator, read_metadata, synthesize, train_generator
     from beamc.runs import atomic_torch_save
     from beamc.tasks.base import Batch
 
     cfg, dcfg = recipe.train, recipe.distill
     meta = read_metadata(run.file(METADATA_FILE))
+    if dcfg.adversarial > 0 and dcfg.student_samples != "fresh":
+        raise BeamcError(f"distill.adversarial = {dcfg.adversarial} needs distill.student_samples = \"fresh\", "
+                         f"found \"{dcfg.student_samples}\" (a fixed pool cannot follow a generator that keeps training)")
     distiller = DISTILLERS.get(dcfg.method)(dcfg, None)
     final = run.file("student.pt")
     if final.exists():
@@ -246,27 +257,54 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
         gen, _ = train_generator(teacher, meta, dcfg, seed=cfg.seed, device=device,
                                  history_path=run.file("generator_history.csv"), progress=progress)
         atomic_torch_save({k: v.detach().cpu() for k, v in gen.state_dict().items()}, gen_path)
-    pool = synthesize(gen, dcfg.samples, seed=cfg.seed + 1)
-    teacher.eval()
-
-    def batches(epoch: int):
-        order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch, 17]).permutation(len(pool)))
-        for start in range(0, len(pool), cfg.batch_size):
-            x = pool[order[start:start + cfg.batch_size]]
-            # no labels exist; y only carries the batch size through the trainer's bookkeeping
-            yield Batch((x,), torch.zeros(len(x), dtype=torch.long))
-
     torch.manual_seed(cfg.seed)
     model = build_model(recipe.student.model, recipe.student.args).to(device)
+    teacher.eval()
+    inversion = None
+    if dcfg.student_samples == "pool":
+        pool = synthesize(gen, dcfg.samples, seed=cfg.seed + 1)
+
+        def batches(epoch: int):
+            order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch, 17]).permutation(len(pool)))
+            for start in range(0, len(pool), cfg.batch_size):
+                x = pool[order[start:start + cfg.batch_size]]
+                # no labels exist; y only carries the batch size through the trainer's bookkeeping
+                yield Batch((x,), torch.zeros(len(x), dtype=torch.long))
+    else:
+        # Alg. 1 line 10: new noise for every batch, `samples` per epoch; with `adversarial`
+        # the generator also takes one step per batch against the current student
+        if dcfg.adversarial > 0:
+            inversion = Inversion(gen, teacher, meta, dcfg, device)
+            gen_noise = torch.Generator().manual_seed(cfg.seed + 2)
+
+        def batches(epoch: int):
+            noise = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            for start in range(0, dcfg.samples, cfg.batch_size):
+                n = min(cfg.batch_size, dcfg.samples - start)
+                if inversion is not None:
+                    was = model.training
+                    model.eval()  # the student is the generator's adversary here, not being trained
+                    inversion.step(gen_noise, model, dcfg.adversarial)
+                    model.train(was)
+                    model.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    x = gen.sample(n, noise)
+                yield Batch((x,), torch.zeros(len(x), dtype=torch.long))
 
     def step(batch):
         with torch.no_grad():
             t_out = ModelOut(teacher(*batch.inputs))
         return distiller.loss(batch, ModelOut(model(*batch.inputs)), t_out)
 
-    fit(model, label="student", cfg=cfg, device=device, num_batches=math.ceil(len(pool) / cfg.batch_size),
-        progress=progress, train_batches=batches, step=step, validate=lambda m: {},
-        state_path=run.file("student.state.pt"), history_path=run.file("student_history.csv"), on_epoch_end=on_epoch_end)
+    try:
+        fit(model, label="student", cfg=cfg, device=device, num_batches=math.ceil(dcfg.samples / cfg.batch_size),
+            progress=progress, train_batches=batches, step=step, validate=lambda m: {},
+            state_path=run.file("student.state.pt"), history_path=run.file("student_history.csv"), on_epoch_end=on_epoch_end)
+    finally:
+        if inversion is not None:
+            inversion.close()
+    if inversion is not None:  # the generator the student ended against (generator.pt: after step 1)
+        atomic_torch_save({k: v.detach().cpu() for k, v in gen.state_dict().items()}, run.file("generator_final.pt"))
     save_model(final, model, recipe.student.model, recipe.student.args, recipe.task.name, method=dcfg.method, generation=1)
     run.file("student.state.pt").unlink(missing_ok=True)
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from beamc.compress import datafree as dfm
-from beamc.compress.datafree import (Generator, activation_loss, entropy_loss, generator_loss, metadata_loss,
+from beamc.compress.datafree import (Generator, Inversion, activation_loss, adversarial_gap, entropy_loss,
+                                     generator_loss, layered_metadata_loss, metadata_loss, metadata_stats,
                                      read_metadata, train_generator)
 from beamc.compress.distillers import ModelOut
 from beamc.compress.pipeline import distill, reevaluate
@@ -53,6 +54,42 @@ def test_generator_loss_is_eq8_with_switchable_terms():
     assert only(use_metadata=False, use_activation=False) == pytest.approx(1e-2 * ENTROPY)
     with pytest.raises(BeamcError, match="at least one of metadata_loss, activation_loss, entropy_loss"):
         generator_loss(FEATS, LOGITS, MEAN, VAR, use_metadata=False, use_activation=False, use_entropy=False)
+
+
+def test_per_step_and_multi_layer_metadata_by_hand():
+    # [B=2, T=2, U=1]: step 0 holds 1, 3 (mean 2, var 2), step 1 holds 2, 6 (mean 4, var 8)
+    steps = FEATS[:, :, None]
+    stats = {"a": (MEAN, VAR)}
+    assert float(layered_metadata_loss({"a": steps}, stats)) == pytest.approx(8.5)
+    # pooled over the two steps the same numbers would be mean 3, var 14/3: per step is not pooled
+    pooled = metadata_loss(steps.reshape(-1, 1), torch.tensor([2.5]), torch.tensor([6.0]))
+    assert float(pooled) == pytest.approx(0.5 ** 2 + (14 / 3 - 6) ** 2)
+    # two layers add; `meta` replaces eq. 5 inside eq. 8
+    two = layered_metadata_loss({"a": steps, "b": FEATS}, {"a": (MEAN, VAR), "b": (MEAN + 1, VAR)})
+    assert float(two) == pytest.approx(8.5 + (0.0 + 1.0) / 2 + 8.0)
+    full = generator_loss(FEATS, LOGITS, None, None, use_activation=False, use_entropy=False, meta=two)
+    assert float(full["loss"]) == pytest.approx(float(two))
+
+
+def test_temporal_variation_by_hand():
+    # one sample, frames [0, 0], [1, 3], [1, 1]: |diffs| 1, 3 then 0, 2 -> mean 6 / 4
+    x = torch.tensor([[[0.0, 0.0], [1.0, 3.0], [1.0, 1.0]]])
+    assert float(dfm.temporal_variation(x)) == pytest.approx(1.5)
+    assert float(dfm.temporal_variation(x.repeat(1, 1, 1)[:, [0, 0, 0]])) == 0.0
+
+
+def test_adversarial_gap_by_hand():
+    t = torch.tensor([[1.0, -2.0], [0.0, 4.0]])
+    s = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    assert float(adversarial_gap(t, s)) == pytest.approx((1 + 2 + 1 + 3) / 4)
+
+
+def test_metadata_stats_by_layer_and_missing_layer():
+    meta = {"layer": "hidden", "mean": [1.0], "var": [2.0], "layers": {"gru": {"mean": [3.0, 4.0], "var": [5.0, 6.0]}}}
+    st = metadata_stats(meta, ("hidden", "gru"), torch.device("cpu"))
+    assert st["hidden"][0].tolist() == [1.0] and st["gru"][1].tolist() == [5.0, 6.0]
+    with pytest.raises(BeamcError, match=r"teacher_metadata.json: no statistics for layer 'embed' .* found hidden, gru"):
+        metadata_stats(meta, ("embed",), torch.device("cpu"))
 
 
 def test_student_losses_by_hand():
@@ -139,6 +176,78 @@ def test_metadata_is_saved_next_to_the_teacher(teacher_run):
     np.testing.assert_allclose(meta["var"], f.var(axis=0, ddof=1), rtol=1e-4, atol=1e-6)
     assert meta["input_min"] == 0.0 and meta["input_max"] == pytest.approx(float(x[:, :8].max()))
     assert meta["layout"] == {"frames": 8, "features": 216, "pad": 3}
+    # per-step statistics: the GRU output at every step and the input embedding, T x U each
+    e = teacher.embed(torch.from_numpy(x)).detach().double().reshape(len(x), -1).numpy()
+    g = out.double().reshape(len(x), -1).numpy()
+    assert len(meta["layers"]["gru"]["mean"]) == 11 * 12 and len(meta["layers"]["embed"]["var"]) == 11 * 8
+    np.testing.assert_allclose(meta["layers"]["gru"]["mean"], g.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(meta["layers"]["embed"]["var"], e.var(axis=0, ddof=1), rtol=1e-4, atol=1e-6)
+
+
+def test_metadata_without_layers_is_remeasured_by_a_run_with_data(teacher_run, tmp_path):
+    """A teacher cached before the per-layer statistics existed gets them on its next run
+    that has the data at hand (a data-free run cannot, and says which layer is missing)."""
+    import shutil
+
+    out = tmp_path / "runs"
+    shutil.copytree(teacher_run.path.parent / "teachers", out / "teachers")
+    cache = next((out / "teachers").iterdir()) / "teacher_metadata.json"
+    old = json.loads(cache.read_text())
+    cache.write_text(json.dumps({k: v for k, v in old.items() if k != "layers"}))
+    df = tiny_raw("df", "datafree", **DF, metadata_layers=["hidden", "gru"])
+    kd = tiny_raw("kd", "ikd")
+    for raw in (df, kd):
+        raw["train"]["epochs"] = 2   # the fixture teacher's training, so both find its cache entry
+    df["output"]["evaluate"] = False
+    with pytest.raises(BeamcError, match=r"no statistics for layer 'gru'"):
+        distill(recipe_from_dict(df), out=out, progress=False, log=quiet)
+    distill(recipe_from_dict(kd), out=out, progress=False, log=quiet)
+    assert json.loads(cache.read_text())["layers"] == old["layers"]
+    run = distill(recipe_from_dict(df), out=out, progress=False, log=quiet)
+    assert (run.path / "student.pt").exists()
+
+
+def test_adversarial_step_is_eq8_minus_the_weighted_gap(teacher_run):
+    """One generator update during the student stage: the logged gap is the teacher-student
+    logit gap on the batch the generator drew, and the update follows L_G - w * gap."""
+    from beamc.compress.modeling import build_model, load_model
+
+    teacher, _ = load_model(teacher_run.path / "teacher.pt")
+    meta = read_metadata(teacher_run.path / "teacher_metadata.json")
+    cfg = DISTILLERS.get("datafree").Config(**DF, metadata_layers=("hidden", "gru", "embed"), student_samples="fresh",
+                                            adversarial=0.5, smoothness=0.25)
+    torch.manual_seed(0)
+    student = build_model("lidar_gru", {"hidden_size": 4, "embed_dim": 8}).eval()
+
+    def one_step(w):
+        torch.manual_seed(1)
+        gen = dfm.build_generator(cfg, meta)
+        inv = Inversion(gen, teacher, meta, cfg, torch.device("cpu"))
+        before = [p.detach().clone() for p in gen.parameters()]
+        x = gen.sample(cfg.generator_batch_size, torch.Generator().manual_seed(3))
+        losses = inv.step(torch.Generator().manual_seed(3), student, w)
+        inv.close()
+        return x, losses, [p.detach() - b for p, b in zip(gen.parameters(), before)]
+
+    x, losses, moved = one_step(0.5)
+    # eq. 8 with the three-layer metadata loss, plus the weighted smoothness prior on the 8 real frames
+    eq8 = losses["meta"] + cfg.alpha * losses["act"] + cfg.beta * losses["ent"]
+    assert float(losses["loss"].detach()) == pytest.approx(float((eq8 + 0.25 * losses["tv"]).detach()), rel=1e-6)
+    assert float(losses["tv"].detach()) == pytest.approx(float(dfm.temporal_variation(x[:, :8].detach())), rel=1e-6)
+    with torch.no_grad():
+        assert float(losses["gap"].detach()) == pytest.approx(float(adversarial_gap(teacher(x), student(x))), rel=1e-5)
+    _, plain, moved0 = one_step(0.0)
+    assert "gap" not in plain and float(plain["loss"].detach()) == pytest.approx(float(losses["loss"].detach()), rel=1e-6)
+    # the first Adam step moves each weight by about lr * sign(grad): the gap term changes some signs
+    assert any(not torch.equal(a, b) for a, b in zip(moved, moved0))
+
+
+def test_adversarial_needs_fresh_samples(teacher_run, tmp_path):
+    raw = tiny_raw("df", "datafree", **DF, adversarial=0.5)
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["output"]["evaluate"] = False
+    with pytest.raises(BeamcError, match=r'distill.adversarial = 0.5 needs distill.student_samples = "fresh", found "pool"'):
+        distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
 
 
 def test_generator_training_uses_the_metadata(teacher_run):
@@ -176,7 +285,8 @@ def test_data_free_student_never_opens_the_data_folder(tmp_path, monkeypatch):
     out = tmp_path / "runs"
     distill(recipe_from_dict(tiny_raw("t", data=data)), out=out, progress=False, log=quiet)
 
-    df_raw = tiny_raw("df", "datafree", data=data, **DF)
+    df_raw = tiny_raw("df", "datafree", data=data, **DF, metadata_layers=["hidden", "gru", "embed"],
+                      student_samples="fresh", adversarial=0.5)
     df_raw["output"]["evaluate"] = False
     os.chmod(folder, 0o000)
     import beamc.data.deepsense as ds
@@ -199,6 +309,7 @@ def test_data_free_student_never_opens_the_data_folder(tmp_path, monkeypatch):
         os.chmod(folder, 0o755)
         monkeypatch.undo()
     assert (run.path / "student.pt").exists() and (run.path / "generator.pt").exists()
+    assert (run.path / "generator_final.pt").exists()   # adversarial: the generator kept training
     assert any("data set is not opened" in line for line in logs)
     metrics = json.loads((run.path / "metrics.json").read_text())
     assert metrics["evaluated"] is False and metrics["models"]["student"]["params"] > 0

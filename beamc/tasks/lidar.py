@@ -246,6 +246,9 @@ class LidarTask(Task):
 
     # the teacher's "last hidden state" (lidar_models.LidarGRU.hidden), the metadata feature
     metadata_layer = "hidden"
+    # further statistics for distill.metadata_layers, per time step: the GRU outputs at every
+    # step and the per-frame input embedding (the first layer, DeepInversion-style)
+    metadata_extra_layers = ("gru", "embed")
 
     def teacher_metadata(self, teacher: Any, data: LidarData, batch_size: int = 512) -> dict[str, Any]:
         """Mean and variance (unbiased, per unit) of the teacher's `layer` output over the
@@ -258,21 +261,28 @@ class LidarTask(Task):
 
         layer = self.metadata_layer
         (x,), _ = data.arrays("train", "teacher")
-        taps = Taps(teacher, (layer,), "teacher metadata")
+        taps = Taps(teacher, (layer, *self.metadata_extra_layers), "teacher metadata")
         device = next(teacher.parameters()).device
-        feats = []
+        feats: dict[str, list[np.ndarray]] = {}
         teacher.eval()
         try:
             with torch.no_grad():
                 for i in range(0, len(x), batch_size):
                     out = taps.run(teacher, (torch.from_numpy(x[i:i + batch_size]).to(device),))
-                    feats.append(out.features[layer].float().cpu().numpy())
+                    for name, f in out.features.items():
+                        # per-step layers are flattened to T x U units: statistics per time step
+                        feats.setdefault(name, []).append(f.float().reshape(len(f), -1).cpu().numpy())
         finally:
             taps.close()
-        f = np.concatenate(feats).astype(np.float64)
+
+        def stats(name: str) -> dict[str, list[float]]:
+            f = np.concatenate(feats[name]).astype(np.float64)
+            return {"mean": f.mean(axis=0).tolist(),
+                    "var": f.var(axis=0, ddof=1).tolist() if len(f) > 1 else [0.0] * f.shape[1]}
+
         real = x[:, :self.synthetic_layout(data.cfg)["frames"]]
-        return {"layer": layer, "num_samples": int(len(f)), "mean": f.mean(axis=0).tolist(),
-                "var": f.var(axis=0, ddof=1).tolist() if len(f) > 1 else [0.0] * f.shape[1],
+        return {"layer": layer, "num_samples": int(len(x)), **stats(layer),
+                "layers": {name: stats(name) for name in self.metadata_extra_layers},
                 "input_min": float(real.min()), "input_max": float(real.max()),
                 "layout": self.synthetic_layout(data.cfg)}
 

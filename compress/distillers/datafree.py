@@ -37,7 +37,19 @@ class DataFreeConfig:
     generator_steps: int = opt(500, ge=1, doc="generator updates, each on a fresh noise batch (the paper's 500 epochs)")
     generator_batch_size: int = opt(64, ge=2, doc="noise samples per generator update")
     generator_lr: float = opt(1e-3, gt=0, doc="generator Adam learning rate")
-    samples: int = opt(5000, ge=1, doc="synthetic samples drawn once from the trained generator for the student")
+    samples: int = opt(5000, ge=1, doc='synthetic samples per student epoch: drawn once (student_samples = "pool") '
+                       'or anew every epoch ("fresh")')
+    metadata_layers: tuple[str, ...] = opt(("hidden",), doc="teacher layers whose saved mean / variance the generator "
+                                           'matches (eq. 5 summed): "hidden" = the last hidden state (paper); for the '
+                                           'LiDAR GRU also "gru" and "embed", per time step (empty = the paper\'s layer)')
+    student_samples: Literal["pool", "fresh"] = opt("pool", doc='"pool": `samples` drawn once, the student runs epochs over '
+                                                    'them (reference code); "fresh": new noise for every student batch '
+                                                    "(Alg. 1 line 10), `samples` per epoch")
+    smoothness: float = opt(0.0, ge=0, doc="weight of a temporal total-variation prior on the generated frames "
+                            "(mean absolute change between consecutive frames, added to eq. 8; 0 = paper)")
+    adversarial: float = opt(0.0, ge=0, doc="> 0: the generator keeps training during the student stage, one step per "
+                             "student batch on eq. 8 minus this weight x the teacher-student logit gap (needs "
+                             'student_samples = "fresh"); 0: fixed after step 1 (paper)')
 
 
 @DISTILLERS.register("datafree")
