@@ -86,3 +86,11 @@ def test_night_knobs_are_recipe_settings_with_ranges():
     with pytest.raises(BeamcError) as e:
         load_recipe(TEACHER, ["data.synth.night_fraction=1.5"])
     assert "night_fraction" in str(e.value)
+
+
+def test_cli_night_option(tmp_path):
+    from tests.test_v2i import beamc
+
+    res = beamc("data", "synth", "deepsense", "--out", str(tmp_path / "n"), "--sequences", "1", "--night", "1.5", "-q")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "night_fraction" in res.stderr
+    assert not (tmp_path / "n").exists()
