@@ -93,15 +93,19 @@ def main() -> None:
     runs: dict[str, list[str]] = {}
     info: dict[str, dict] = {}
     seeds_of = {label: args.teacher_seeds for label in TEACHERS} | {label: args.seeds for label in STUDENTS}
-    for label, recipe in TEACHERS.items():
-        results[label], runs[label] = [], []
-        for seed in args.teacher_seeds:
-            extra = [] if seed == 0 else [f"teacher.train.seed={seed}"]  # seed 0: the cached teacher the students use
-            m = run_recipe(recipe, [*args.overrides, *extra], args.out)
-            results[label].append(m["models"]["teacher"]["metrics"])
-            runs[label].append(m["run_path"])
-            info[label] = {"params": m["models"]["teacher"]["params"], "flops": m["models"]["teacher"]["flops"]}
-            say(f"- {label} seed {seed}: {m['models']['teacher']['headline']} ({m['run_name']})")
+    def teacher(label: str, seed: int) -> None:
+        extra = [] if seed == 0 else [f"teacher.train.seed={seed}"]  # seed 0: the cached teacher the students use
+        m = run_recipe(TEACHERS[label], [*args.overrides, *extra], args.out)
+        results[label][args.teacher_seeds.index(seed)] = m["models"]["teacher"]["metrics"]
+        runs[label][args.teacher_seeds.index(seed)] = m["run_path"]
+        info[label] = {"params": m["models"]["teacher"]["params"], "flops": m["models"]["teacher"]["flops"]}
+        say(f"- {label} seed {seed}: {m['models']['teacher']['headline']} ({m['run_name']})")
+
+    # first teacher seed, students, then the other teacher seeds: a second process may train
+    # those (`beamc train RECIPE --set teacher.train.seed=N --out SAME_OUT`) meanwhile, into the cache
+    for label in TEACHERS:
+        results[label], runs[label] = [{}] * len(args.teacher_seeds), [""] * len(args.teacher_seeds)
+        teacher(label, args.teacher_seeds[0])
     compression = None
     for label, recipe in STUDENTS.items():
         results[label], runs[label] = [], []
@@ -113,6 +117,9 @@ def main() -> None:
             compression = m.get("compression", compression)
             say(f"- {label} seed {seed}: {m['models']['student']['headline']} ({m['run_name']})")
         data_info = m["data"]
+    for label in TEACHERS:
+        for seed in args.teacher_seeds[1:]:
+            teacher(label, seed)
 
     topk = sorted(int(k[3:]) for k in results["fused teacher"][0] if k.startswith("top") and k[3:].isdigit())
     steps = results["fused teacher"][0]["steps"]
