@@ -17,6 +17,8 @@ map. Teacher: three Conv-BN-ReLU-MaxPool stages (16/32/64 channels), 256-d featu
 to 256, a 2-layer GRU(256) with dropout; student: three stride-2 Conv-BN-ReLU stages
 (8/16/16 channels), 32-d features, fusion to 48, a 1-layer GRU(48). A single-modality
 variant is the same network with one branch (`modalities = ["camera"]` or `["radar"]`).
+`modality_dropout` (teacher argument, training only) drops one modality's features of a
+window now and then, so the fusion learns to use the radar where the camera fails (night).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class CameraRadarNet(nn.Module):
                  modality_dropout: float = 0.0):
         super().__init__()
         if not 0.0 <= modality_dropout < 1.0:
-            raise BeamcError(f"camera_radar model: modality_dropout must be in [0, 1), found {modality_dropout}")
+            raise BeamcError(f"camera_radar model args: modality_dropout must be in [0, 1), found {modality_dropout}")
         modalities = list(modalities)
         if not modalities or len(set(modalities)) != len(modalities) or set(modalities) - set(CHANNELS):
             raise BeamcError(f"camera_radar model: modalities must be distinct names from {list(CHANNELS)}, found {modalities}")
