@@ -359,6 +359,8 @@ def synth_deepsense(
     seed: int = typer.Option(0, "--seed", help="Seed of the street, the traffic and the noise."),
     radar: bool = typer.Option(True, "--radar/--no-radar", help="Write radar cubes (1 MB per frame)."),
     camera: bool = typer.Option(True, "--camera/--no-camera", help="Write camera JPEGs."),
+    night: float = typer.Option(0.0, "--night", help="Fraction of sequences recorded at night (darker, noisier "
+                                                    "camera with vehicle lights; radar unaffected)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Simulate a V2I street (camera, LiDAR, radar, GPS, 64 beam powers at 60 GHz) and write it
@@ -366,7 +368,7 @@ def synth_deepsense(
     from beamc.data.synth.v2i import DeepSenseSynthConfig, generate
     from beamc.schema import parse, to_dict
 
-    chosen = {"seed": seed, "radar": radar, "camera": camera, **({"sequences": sequences} if sequences is not None else {})}
+    chosen = {"seed": seed, "radar": radar, "camera": camera, "night_fraction": night, **({"sequences": sequences} if sequences is not None else {})}
     cfg = parse(DeepSenseSynthConfig, {**to_dict(DeepSenseSynthConfig()), **chosen}, "data.synth")
     report = generate(cfg, out, progress=not quiet)
     console.print(f"wrote {report.rows} frames in {report.sequences} sequences to {out} in {report.seconds:.1f} s; "

@@ -241,3 +241,23 @@ def test_student_exports_to_multi_input_onnx_with_full_parity(tiny_run, tmp_path
     with torch.no_grad():
         ref = model(torch.from_numpy(cam), torch.from_numpy(rad)).numpy()
     assert np.array_equal(out.argmax(-1), ref.argmax(-1)) and float(np.abs(out - ref).max()) < 1e-4
+
+
+def test_modality_dropout_zeroes_one_whole_modality_per_dropped_window_in_training_only():
+    from beamc.tasks.camera_radar_models import camera_radar_teacher
+
+    torch.manual_seed(0)
+    net = camera_radar_teacher(modality_dropout=0.5)
+    feats = [torch.ones(2000, 4, 8), torch.ones(2000, 4, 8)]
+    cam, rad = net.drop_modalities(feats)
+    cam_off, rad_off = (cam == 0).all(dim=(1, 2)), (rad == 0).all(dim=(1, 2))
+    assert ((cam == 0) | (cam == 1)).all() and (cam_off == (cam == 0).any(dim=(1, 2))).all()  # a window loses all frames
+    assert not (cam_off & rad_off).any()  # never both modalities
+    assert 0.45 < (cam_off | rad_off).float().mean() < 0.55 and 0.2 < cam_off.float().mean() < 0.3
+    # evaluation (and export) sees every modality: the same weights give the same outputs as without it
+    plain = camera_radar_teacher(modality_dropout=0.0)
+    plain.load_state_dict(net.state_dict())
+    x = (torch.randn(3, 4, 3, 32, 32), torch.randn(3, 4, 2, 32, 32))
+    torch.testing.assert_close(net.eval()(*x), plain.eval()(*x), rtol=0, atol=0)
+    with pytest.raises(BeamcError, match="modality_dropout must be in"):
+        camera_radar_teacher(modality_dropout=1.0)

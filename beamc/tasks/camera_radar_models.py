@@ -17,6 +17,8 @@ map. Teacher: three Conv-BN-ReLU-MaxPool stages (16/32/64 channels), 256-d featu
 to 256, a 2-layer GRU(256) with dropout; student: three stride-2 Conv-BN-ReLU stages
 (8/16/16 channels), 32-d features, fusion to 48, a 1-layer GRU(48). A single-modality
 variant is the same network with one branch (`modalities = ["camera"]` or `["radar"]`).
+`modality_dropout` (teacher argument, training only) drops one modality's features of a
+window now and then, so the fusion learns to use the radar where the camera fails (night).
 """
 
 from __future__ import annotations
@@ -52,12 +54,16 @@ def student_branch(c_in: int, size: int, feature: int) -> nn.Sequential:
 
 class CameraRadarNet(nn.Module):
     def __init__(self, modalities: Sequence[str], branch, feature: int, hidden: int, gru_layers: int,
-                 num_beams: int, future: int, image_size: int, map_size: int, dropout: float):
+                 num_beams: int, future: int, image_size: int, map_size: int, dropout: float,
+                 modality_dropout: float = 0.0):
         super().__init__()
+        if not 0.0 <= modality_dropout < 1.0:
+            raise BeamcError(f"camera_radar model args: modality_dropout must be in [0, 1), found {modality_dropout}")
         modalities = list(modalities)
         if not modalities or len(set(modalities)) != len(modalities) or set(modalities) - set(CHANNELS):
             raise BeamcError(f"camera_radar model: modalities must be distinct names from {list(CHANNELS)}, found {modalities}")
         self.modalities, self.future = modalities, future
+        self.modality_dropout = float(modality_dropout)
         self.sizes = {"camera": image_size, "radar": map_size}
         self.branches = nn.ModuleDict({m: branch(CHANNELS[m], self.sizes[m], feature) for m in modalities})
         self.fusion = nn.Sequential(nn.Linear(feature * len(modalities), hidden), nn.ReLU(), nn.Dropout(dropout))
@@ -76,18 +82,35 @@ class CameraRadarNet(nn.Module):
                 raise BeamcError(f"camera_radar model: '{m}' input expected [{CHANNELS[m]}, {self.sizes[m]}, {self.sizes[m]}] "
                                  f"per frame, found {[c, h, w]}; set the model args like task.image_size / task.map_size")
             feats.append(self.branches[m](x.reshape(b * t, c, h, w)).reshape(b, t, -1))
+        if self.training and self.modality_dropout > 0 and len(feats) > 1:
+            feats = self.drop_modalities(feats)
         seq = self.fusion(torch.cat(feats, dim=-1))
         # decoder steps for the future slots: zero inputs (expand keeps the batch axis symbolic for export)
         zeros = torch.zeros_like(seq[:, :1]).expand(-1, self.future, -1)
         out, _ = self.gru(torch.cat([seq, zeros], dim=1))
         return self.classifier(out[:, -(self.future + 1):])
 
+    def drop_modalities(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Modality dropout (training only): with probability `modality_dropout` a window loses
+        the features of one modality, drawn uniformly, for all its frames (zeroed, never all
+        modalities at once). Why: a fused network fits its training windows through whichever
+        branch gets there first (the camera, on the simulator) and leaves the other one
+        untrained; forced to predict from either branch alone now and then, it learns both and
+        can lean on the radar when the camera is poor (night)."""
+        b = feats[0].shape[0]
+        drop = torch.rand(b, device=feats[0].device) < self.modality_dropout
+        which = torch.randint(len(feats), (b,), device=feats[0].device)
+        return [f * (~(drop & (which == i))).to(f.dtype)[:, None, None] for i, f in enumerate(feats)]
+
 
 @MODELS.register("camera_radar_teacher")
 def camera_radar_teacher(modalities: list[str] = ("camera", "radar"), num_beams: int = 64, future: int = 3,
-                         image_size: int = 32, map_size: int = 32, dropout: float = 0.2) -> CameraRadarNet:
-    """Teacher: a CNN branch per modality (3 Conv-BN-ReLU-MaxPool, 256-d), fusion 256, 2-layer GRU(256)."""
-    return CameraRadarNet(modalities, teacher_branch, 256, 256, 2, num_beams, future, image_size, map_size, dropout)
+                         image_size: int = 32, map_size: int = 32, dropout: float = 0.2,
+                         modality_dropout: float = 0.0) -> CameraRadarNet:
+    """Teacher: a CNN branch per modality (3 Conv-BN-ReLU-MaxPool, 256-d), fusion 256, 2-layer GRU(256);
+    `modality_dropout`: probability that a training window loses one modality's features."""
+    return CameraRadarNet(modalities, teacher_branch, 256, 256, 2, num_beams, future, image_size, map_size, dropout,
+                          modality_dropout)
 
 
 @MODELS.register("camera_radar_student")

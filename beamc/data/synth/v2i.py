@@ -39,7 +39,7 @@ from beamc.data.synth import v2i_beams, v2i_camera, v2i_scene, v2i_sensors
 from beamc.errors import BeamcError
 from beamc.schema import opt
 
-GENERATOR_VERSION = 1  # bump when the output changes so cached scenarios are rebuilt
+GENERATOR_VERSION = 2  # bump when the output changes so cached scenarios are rebuilt
 CSV_NAME = "scenario_synth.csv"
 TRUTH_FILE = "beamc_truth.npz"
 CONFIG_FILE = "beamc_synth.json"
@@ -70,6 +70,11 @@ class DeepSenseSynthConfig:
     blockage_db: float = opt(20.0, ge=0, doc="60 GHz loss per vehicle crossing a path (dB)")
     pedestrian_db: float = opt(15.0, ge=0, doc="60 GHz loss per pedestrian crossing a path (dB)")
     gps_noise_m: float = opt(1.0, ge=0, doc="GPS error of unit 2 (m, per-sequence bias and per-fix noise)")
+    night_fraction: float = opt(0.0, ge=0, le=1,
+                                doc="probability that a sequence is recorded at night (scenario 9 has day and night "
+                                    "sequences): darker, noisier camera frames with vehicle lights; radar unaffected")
+    night_level: float = opt(0.15, gt=0, le=1, doc="night camera frame level relative to the day frame (after exposure control)")
+    night_noise_gain: float = opt(4.0, ge=1, doc="night camera sensor noise relative to the day noise (analogue gain)")
     jpeg_quality: int = opt(85, ge=10, le=95, doc="JPEG quality of the camera frames")
     camera: bool = opt(True, doc="write camera frames (unit1_rgb)")
     lidar: bool = opt(True, doc="write LiDAR scans (unit1_lidar, unit1_lidar_SCR)")
@@ -136,6 +141,7 @@ def frames(cfg: DeepSenseSynthConfig) -> Iterator[Frame]:
     cam = v2i_camera.camera(w, cfg.fov_deg)
     bg = v2i_camera.background(w, cam, cfg.seed) if cfg.camera else None
     noise = v2i_camera.noise_bank(cfg.seed) if cfg.camera else None
+    night = v2i_camera.Night(level=cfg.night_level, noise_gain=cfg.night_noise_gain)
     g = 0
     for p in seqs:
         direction = "0" if p.velocity[0, 0] > 0 else "1"
@@ -145,7 +151,7 @@ def frames(cfg: DeepSenseSynthConfig) -> Iterator[Frame]:
             power, clean, los = v2i_beams.beam_powers(st, w, cfg, rng, cb)
             f = Frame(seq=p.seq_id, k=k, g=g, t=st.t, power=power, power_clean=clean, los=los)
             if cfg.camera:
-                f.image = v2i_camera.render(st, w, cam, bg, p.brightness, noise, rng)
+                f.image = v2i_camera.render(st, w, cam, bg, p.brightness, noise, rng, night if p.night else None)
             if cfg.lidar:
                 f.lidar, f.lidar_raw = v2i_sensors.lidar_scans(st, w, rng)
             if cfg.radar:
@@ -157,7 +163,7 @@ def frames(cfg: DeepSenseSynthConfig) -> Iterator[Frame]:
             f.truth = {"bearing_deg": float(np.degrees(v2i_scene.bearing(st.tx))),
                        "range_m": float(np.hypot(*st.tx[:2])), "x": float(st.tx[0]), "y": float(st.tx[1]),
                        "speed_mps": float(abs(p.velocity[0, 0])), "lane": float(p.lane), "los": float(los),
-                       "best_beam": float(np.argmax(clean)), "others": float(len(p.kind) - 1 - cfg.poles)}
+                       "best_beam": float(np.argmax(clean)), "others": float(len(p.kind) - 1 - cfg.poles), "night": float(p.night)}
             yield f
             g += 1
 

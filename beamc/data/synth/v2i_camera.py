@@ -7,6 +7,16 @@ markings, near sidewalk) is ray-cast once per scenario with procedural textures;
 frame paints the objects far to near (so nearer ones occlude), shading every visible box
 face by the sun (Lambert), adding window bands, wheels and shadows to vehicles, scales the
 whole frame by the sequence's illumination and adds sensor noise before JPEG encoding.
+
+Night sequences (`Night`, drawn per sequence by `v2i_scene.plan_sequence`): DeepSense
+scenario 9 was recorded by day and by night. Without the sun the street is lit by lamps only;
+the camera's exposure control opens up to its limit and still delivers a darker frame
+(`level` times the day image) whose sensor noise the analogue gain amplifies (`noise_gain`
+times the day noise). The scene keeps its shapes (street lighting), and every vehicle shows
+its lights on the side facing the camera: a white-yellow headlight at the front corner and a
+red tail light at the rear, painted in the same far-to-near order as the bodies (so a nearer
+object hides them) and added after the dimming, as light sources are not dimmed. Radar and
+LiDAR, active sensors, are unaffected.
 """
 
 from __future__ import annotations
@@ -23,6 +33,18 @@ WIDTH, HEIGHT = IMAGE_SIZE
 PITCH_DEG = 4.0
 NOISE_STD = 2.5
 NOISE_BANK = 4
+HEADLIGHT = np.array([255.0, 244.0, 214.0])  # warm white, saturating
+TAILLIGHT = np.array([235.0, 30.0, 25.0])
+LIGHT_RADIUS_M = 0.13                        # a lamp of ~25 cm across
+LIGHT_HEIGHT_M = 0.7                         # above the road, at the body's front / rear corner
+
+
+@dataclass(frozen=True)
+class Night:
+    """How a night sequence is rendered (see the module docstring)."""
+
+    level: float = 0.15       # image level relative to the day image, after the exposure control
+    noise_gain: float = 4.0   # sensor noise standard deviation relative to the day noise
 
 
 @dataclass(frozen=True)
@@ -120,12 +142,16 @@ def _rgb(c: np.ndarray) -> tuple[int, int, int]:
 
 
 def render(state: FrameState, w: World, cam: Camera, bg: np.ndarray, brightness: float,
-           noise: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 [540, 960, 3] frame (before JPEG encoding)."""
+           noise: np.ndarray, rng: np.random.Generator, night: Night | None = None) -> np.ndarray:
+    """uint8 [540, 960, 3] frame (before JPEG encoding); `night` renders a night frame.
+    Draws exactly one number from `rng` by day and by night (the other sensors' draws follow)."""
     from PIL import Image, ImageDraw
 
     im = Image.fromarray((bg * 255).astype(np.uint8))
     draw = ImageDraw.Draw(im)
+    # night: 0 = no light, 1 = headlight, 2 = tail light; painted in the bodies' order so they hide lights
+    lights = Image.new("L", im.size, 0) if night is not None else None
+    light_draw = ImageDraw.Draw(lights) if lights is not None else None
     order = np.argsort(-np.linalg.norm(state.centers[:, :2], axis=1))  # far to near
     for k in order:
         lo, hi = state.boxes[k]
@@ -147,15 +173,43 @@ def render(state: FrameState, w: World, cam: Camera, bg: np.ndarray, brightness:
             if state.kind[k] == KIND_PEDESTRIAN:  # darker legs below, the colour above
                 color = color * 0.8
             draw.polygon([tuple(px[i]) for i in face], fill=_rgb(color))
+            if light_draw is not None:
+                light_draw.polygon([tuple(px[i]) for i in face], fill=0)
         if state.kind[k] == KIND_VEHICLE:
             _vehicle_details(draw, cam, lo, hi)
+            if light_draw is not None:
+                _vehicle_lights(light_draw, cam, lo, hi, float(state.velocity[k, 0]))
         elif state.kind[k] == KIND_PEDESTRIAN:
             head_lo = np.array([(lo[0] + hi[0]) / 2 - 0.1, lo[1], hi[2] - 0.25])
             hpx, _ = cam.project(_corners(head_lo, head_lo + [0.2, 0.2, 0.25])[[0, 1, 5, 4]])
             draw.polygon([tuple(p) for p in hpx], fill=(205, 170, 140))
     frame = np.asarray(im, dtype=np.float32) * brightness
-    frame = frame + noise[rng.integers(len(noise))]
+    pattern = noise[rng.integers(len(noise))]
+    if night is not None:
+        lit = np.asarray(lights)
+        frame = frame * night.level
+        frame[lit == 1] = HEADLIGHT
+        frame[lit == 2] = TAILLIGHT
+        frame = frame + pattern * np.float32(night.noise_gain)
+    else:
+        frame = frame + pattern
     return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def _vehicle_lights(draw, cam: Camera, lo: np.ndarray, hi: np.ndarray, vx: float) -> None:
+    """Headlight at the front corner, tail light at the rear, on the side facing the camera."""
+    y = lo[1] - 0.02
+    front, rear = (hi[0], lo[0]) if vx >= 0 else (lo[0], hi[0])
+    inward = -np.sign(front - rear)  # the lamps sit just inside the body's ends
+    for x_end, value in ((front, 1), (rear, 2)):
+        xc = x_end + inward * (LIGHT_RADIUS_M + 0.05)
+        pts = np.array([[xc - LIGHT_RADIUS_M, y, LIGHT_HEIGHT_M - LIGHT_RADIUS_M],
+                        [xc + LIGHT_RADIUS_M, y, LIGHT_HEIGHT_M + LIGHT_RADIUS_M]])
+        px, depth = cam.project(pts)
+        if (depth <= 0.2).any():
+            continue
+        a, b = px.min(axis=0), px.max(axis=0)
+        draw.ellipse([tuple(a), tuple(np.maximum(b, a + 1.0))], fill=value)  # at least one pixel far away
 
 
 def _vehicle_details(draw, cam: Camera, lo: np.ndarray, hi: np.ndarray) -> None:

@@ -61,6 +61,7 @@ class Plan:
     lane: int                # target lane index
     brightness: float        # global illumination of this sequence (camera)
     gps_bias: np.ndarray     # [2] m, GPS bias of this sequence (east, north)
+    night: bool = False      # recorded at night (camera only: v2i_camera.Night)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,14 @@ def plan_sequence(cfg, w: World, seq_id: int, t0: float) -> Plan:
     dt[0] = 0.0
     return Plan(seq_id=seq_id, n_frames=n, t0=t0, dt=dt, kind=np.array(kinds), size=np.array(sizes),
                 start=np.array(starts), velocity=np.array(vels), color=np.array(colors), lane=lane,
-                brightness=float(rng.uniform(0.75, 1.15)), gps_bias=rng.normal(0, cfg.gps_noise_m, size=2))
+                brightness=float(rng.uniform(0.75, 1.15)), gps_bias=rng.normal(0, cfg.gps_noise_m, size=2),
+                night=is_night(cfg, seq_id))
+
+
+def is_night(cfg, seq_id: int) -> bool:
+    """Whether sequence `seq_id` is recorded at night: a draw of its own stream, so the
+    night fraction changes nothing else in the sequence (traffic, beams, radar, noise)."""
+    return bool(cfg.night_fraction > 0 and np.random.default_rng([cfg.seed, 6, seq_id]).random() < cfg.night_fraction)
 
 
 def _vehicle_color(rng: np.random.Generator) -> np.ndarray:
