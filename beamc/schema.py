@@ -222,15 +222,23 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def reference(cls: type, path: str = "") -> list[tuple[str, str, str, str]]:
-    """(key, type, default, doc) rows documenting a schema, nested tables flattened."""
+def reference(cls: type, path: str = "", defaults: Any = None) -> list[tuple[str, str, str, str]]:
+    """(key, type, default, doc) rows documenting a schema, nested tables flattened. A nested
+    table's defaults are those of the instance its field's factory builds (a task may set
+    e.g. `data.synth.camera = False` there), `defaults`."""
     rows = []
     for name, (f, tp) in fields_of(cls).items():
         full = f"{path}.{name}" if path else name
         if dataclasses.is_dataclass(tp):
-            rows.extend(reference(tp, full))
+            nested = f.default_factory() if f.default_factory is not MISSING else None
+            if defaults is not None:
+                nested = getattr(defaults, name)
+            rows.extend(reference(tp, full, nested))
             continue
-        if f.default is not MISSING:
+        if defaults is not None:
+            value = getattr(defaults, name)
+            default = repr(to_dict(value)) if value is not None else "(unset)"
+        elif f.default is not MISSING:
             default = repr(to_dict(f.default)) if f.default is not None else "(unset)"
         elif f.default_factory is not MISSING:
             default = repr(to_dict(f.default_factory()))

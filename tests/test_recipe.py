@@ -134,3 +134,14 @@ def test_teacher_train_overrides_merge():
     with pytest.raises(SchemaError) as e:
         load_recipe(REPO / "recipes" / "sub6_ikd.toml", ["teacher.train.lrr=0.01"])
     assert "unknown key 'teacher.train.lrr' (did you mean 'teacher.train.lr'?)" in str(e.value)
+
+
+def test_schema_reference_shows_the_task_defaults_of_nested_tables():
+    # a task's data table builds its simulator config with its own defaults (camera+radar:
+    # no LiDAR, 30 % night sequences); the reference must show those, not the simulator's
+    from beamc.inspect import schema_rows
+
+    rows = {k: d for k, _, d, _ in schema_rows("camera_radar")}
+    assert rows["data.synth.night_fraction"] == "0.3" and rows["data.synth.lidar"] == "False"
+    assert rows["data.synth.radar"] == "True"
+    assert {k: d for k, _, d, _ in schema_rows("lidar")}["data.synth.camera"] == "False"
