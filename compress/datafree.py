@@ -22,6 +22,7 @@ Each generator loss is a function of tensors so tests check them on hand-made va
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -184,21 +185,24 @@ def metadata_stats(meta: dict[str, Any], layers: tuple[str, ...], device: torch.
     return out
 
 
+def eval_rnn_backward(x: torch.Tensor) -> Any:
+    """Context for a backward pass through an RNN held in eval mode: cuDNN refuses RNN
+    backward in eval mode, so on a GPU it is switched off (a no-op on the CPU)."""
+    return torch.backends.cudnn.flags(enabled=False) if x.is_cuda else nullcontext()
+
+
 def frozen_teacher_forward(teacher: nn.Module, layers: tuple[str, ...]):
     """teacher(x) -> ({layer: features}, logits) with gradients flowing to x only.
 
     The teacher stays in eval mode (no dropout). cuDNN refuses RNN backward in eval mode,
     so on a GPU the forward runs with cuDNN off (the reference code flips the teacher to
     train mode instead, which would also change any normalisation layer)."""
-    from contextlib import nullcontext
-
     from beamc.compress.distillers import Taps
 
     taps = Taps(teacher, tuple(dict.fromkeys(layers)), "teacher metadata layer")
 
     def run(x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        ctx = torch.backends.cudnn.flags(enabled=False) if x.is_cuda else nullcontext()
-        with ctx:
+        with eval_rnn_backward(x):
             out = taps.run(teacher, (x,))
         return out.features, out.logits
 
@@ -233,15 +237,12 @@ class Inversion:
 
     def step(self, noise: torch.Generator, student: nn.Module | None = None, adversarial: float = 0.0
              ) -> dict[str, torch.Tensor]:
-        from contextlib import nullcontext
-
         self.gen.train()
         x = self.gen.sample(self.cfg.generator_batch_size, noise)
         losses, t_logits = self.losses(x)
         total = losses["loss"]
         if student is not None and adversarial > 0:
-            # the student runs in eval mode here; cuDNN has no RNN backward in eval mode
-            with torch.backends.cudnn.flags(enabled=False) if x.is_cuda else nullcontext():
+            with eval_rnn_backward(x):  # the student runs in eval mode here
                 losses["gap"] = adversarial_gap(t_logits, student(x))
             total = total - adversarial * losses["gap"]
         self.opt.zero_grad(set_to_none=True)

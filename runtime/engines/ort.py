@@ -84,16 +84,14 @@ class OrtEngine(Engine):
         bound = self._bound
         if bound is not None and len(inputs) == len(bound[1]):
             binding, buffers, out = bound
-            if len(buffers) == 1:  # the common case, without a per-call generator
-                if inputs[0].shape == buffers[0].shape:
-                    np.copyto(buffers[0], inputs[0], casting="same_kind")
-                    self.session.run_with_iobinding(binding)
-                    return out.copy()  # the bound buffer is overwritten by the next frame
-            elif all(x.shape == b.shape for x, b in zip(inputs, buffers)):
+            # one input is the common case: compared directly, without a per-call generator
+            fits = inputs[0].shape == buffers[0].shape if len(buffers) == 1 else \
+                all(x.shape == b.shape for x, b in zip(inputs, buffers))
+            if fits:
                 for x, b in zip(inputs, buffers):
                     np.copyto(b, x, casting="same_kind")
                 self.session.run_with_iobinding(binding)
-                return out.copy()
+                return out.copy()  # the bound buffer is overwritten by the next frame
         if len(inputs) == 1:
             return self.session.run(self.outputs, {self.input_names[0]: inputs[0]})[0]
         return self.session.run(self.outputs, dict(zip(self.input_names, inputs)))[0]
