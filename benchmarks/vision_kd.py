@@ -70,11 +70,17 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS), choices=LENGTHS)
     ap.add_argument("--image-size", type=int, default=64, help="task.image_size and teacher.args.image_size")
     ap.add_argument("--sequences", type=int, default=120, help="data.synth.sequences")
+    ap.add_argument("--window-block", type=int, default=8,
+                    help="task.window_block: training batches of blocks of consecutive windows sharing their masks' "
+                         "CNN passes (1 = the paper's independent windows, ~4x more CNN work at L = 8)")
     ap.add_argument("--epochs", type=int, default=40, help="train.epochs of every run (teacher included)")
     ap.add_argument("--teacher-epochs", type=int, default=None,
                     help="epochs of the two teacher-sized trainings (teacher, self-KD); default --epochs")
     ap.add_argument("--kd-teacher", choices=["selfkd", "teacher"], default="selfkd",
                     help="who teaches the KD students: the self-KD refined teacher (paper) or the plain one")
+    ap.add_argument("--teacher-checkpoint", type=Path, default=None,
+                    help="a trained vision_teacher (teacher.pt of an earlier run or cache entry) for every run instead of "
+                         "training one; the self-KD run refines it")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra recipe override for every run")
     ap.add_argument("--out", type=Path, default=Path("runs/vision_kd"))
     ap.add_argument("--json", type=Path, default=None)
@@ -83,7 +89,8 @@ def main() -> None:
 
     console = Console(width=200)   # a log file gets the whole table, not an 80-column cut
     common = [f"task.image_size={args.image_size}", f"teacher.args.image_size={args.image_size}",
-              f"data.synth.sequences={args.sequences}", f"train.epochs={args.epochs}", *args.overrides]
+              f"data.synth.sequences={args.sequences}", f"train.epochs={args.epochs}",
+              f"task.window_block={args.window_block}", *args.overrides]
     # the teachers learn slower than the 17x smaller students: a CPU budget may give them more epochs
     teacher_runs = [] if args.teacher_epochs is None else [f"teacher.train.epochs={args.teacher_epochs}"]
     common += teacher_runs
@@ -92,10 +99,11 @@ def main() -> None:
     started = time.perf_counter()
     rows: dict[str, dict[int, dict]] = {}   # model label -> seed -> vision metrics of the test split
 
-    selfkd = run_recipe("vision_teacher_selfkd", [*common, *selfkd_epochs, "train.seed=0"], args.out, console)
+    given = [] if args.teacher_checkpoint is None else [f"teacher.checkpoint={json.dumps(str(args.teacher_checkpoint))}"]
+    selfkd = run_recipe("vision_teacher_selfkd", [*common, *selfkd_epochs, *given, "train.seed=0"], args.out, console)
     rows["teacher"] = {0: selfkd["models"]["teacher"]["metrics"]}
     rows["teacher (self-KD)"] = {0: selfkd["models"]["student"]["metrics"]}
-    teacher_ckpt = Path(selfkd["run"]) / "student.pt" if args.kd_teacher == "selfkd" else None
+    teacher_ckpt = Path(selfkd["run"]) / "student.pt" if args.kd_teacher == "selfkd" else args.teacher_checkpoint
     costs = {"teacher": selfkd["models"]["teacher"], "teacher (self-KD)": selfkd["models"]["student"]}
     for seed in args.seeds:
         for length in args.lengths:

@@ -171,3 +171,63 @@ def test_tiny_distill_end_to_end_shares_the_teacher_across_l(tmp_path):
     run5 = distill(tiny(tmp_path, "scratch5", 5, method="none", extra=""), out=tmp_path / "runs", **quiet)
     assert seen.count("teacher") == 2 and seen.count("student") == 4
     assert read_metrics(run5.path)["models"]["student"]["metrics"]["seq_len"] == 5
+
+
+@pytest.mark.parametrize("block", [4, 8])
+def test_window_blocks_cover_each_window_once_in_consecutive_runs(tiny_data, block):
+    from beamc.tasks.vision import block_batches
+
+    _, data = tiny_data
+    idx = data.splits["train"]
+    for epoch in (1, 2):
+        batches = list(block_batches(data.past, idx, block, 8, shuffle=True, seed=0, epoch=epoch))
+        assert sorted(np.concatenate(batches).tolist()) == sorted(idx.tolist())
+        assert all(len(b) <= 8 for b in batches)
+        again = list(block_batches(data.past, idx, block, 8, shuffle=True, seed=0, epoch=epoch))
+        assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))  # resumable
+    # unshuffled: each run of consecutive windows (one sequence) cut into blocks of `block`,
+    # batch_size // block blocks per batch, in order
+    ordered = np.sort(idx)
+    runs = np.split(ordered, np.flatnonzero(np.diff(data.past[ordered, 0]) != 1) + 1)
+    assert len(runs) == 2                                                 # the 2 training sequences
+    blocks = [r[i:i + block] for r in runs for i in range(0, len(r), block)]
+    expected = [np.concatenate(blocks[i:i + 8 // block]) for i in range(0, len(blocks), 8 // block)]
+    got = list(block_batches(data.past, idx, block, 8, shuffle=False, seed=0, epoch=0))
+    assert [g.tolist() for g in got] == [e.tolist() for e in expected]
+
+
+def test_shared_frame_batches_give_the_per_window_logits(tiny_data):
+    """The CNN once per distinct mask (window_block > 1) must be the same function as the
+    exported per-window forward: equal logits for teacher (L = 8) and student (L = 3)."""
+    from dataclasses import replace
+
+    from beamc.compress.modeling import build_model
+
+    recipe, data = tiny_data
+    shared = type(data)(data.task, replace(data.cfg, window_block=4), data.data_cfg, data.masks, data.past,
+                        data.labels, data.splits, data.info)
+    torch.manual_seed(0)
+    teacher = build_model("vision_teacher", {"image_size": 32}).eval()
+    student = build_model("vision_student", {}).eval()
+    n = 0
+    for b in shared.batches("train", 8, epoch=3, seed=1, shuffle=True, roles=("student", "teacher")):
+        (frames, s_idx), (frames_t, t_idx) = b.inputs, b.teacher_inputs
+        assert frames is frames_t and frames.ndim == 3 and t_idx.shape == (len(b.y), 8) and s_idx.shape == (len(b.y), 3)
+        assert len(frames) < 8 * len(b.y)                                   # overlapping windows share masks
+        per_window_t = frames[t_idx]                                       # [B, 8, S, S] as data.inputs builds it
+        with torch.no_grad():
+            torch.testing.assert_close(teacher(frames, t_idx), teacher(per_window_t), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(student(frames, s_idx), student(per_window_t[:, -3:]), rtol=1e-5, atol=1e-5)
+        n += len(b.y)
+    assert n == data.split_size("train")
+    # and the per-window tensors are the task's own inputs for those windows
+    w = next(block_batches_first(shared))
+    b = shared.shared_frame_batch(w, ("teacher",))
+    frames, t_idx = b.inputs
+    assert np.array_equal(frames[t_idx].numpy(), data.inputs(w, "teacher"))
+
+
+def block_batches_first(data):
+    from beamc.tasks.vision import block_batches
+
+    return block_batches(data.past, data.splits["train"], data.cfg.window_block, 8, shuffle=True, seed=0, epoch=0)

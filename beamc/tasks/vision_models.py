@@ -43,6 +43,16 @@ def ds_conv(c_in: int, c_out: int) -> nn.Sequential:
         nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
 
 
+def mask_features(cnn: nn.Module, embed: nn.Module, masks: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    """Per-mask features [B, L, FEATURE]. masks [B, L, S, S] (the exported signature), or, in
+    training with shared frames, distinct masks [F, S, S] and index [B, L] into them: the CNN
+    then runs once per distinct mask however many overlapping windows use it."""
+    if index is None:
+        b, length, h, w = masks.shape
+        return embed(cnn(masks.reshape(b * length, 1, h, w))).reshape(b, length, FEATURE)
+    return embed(cnn(masks.unsqueeze(1)))[index]
+
+
 class SequenceHead(nn.Module):
     """LayerNorm -> GRU -> multi-head self-attention with residual -> classifier, on the L
     frame features followed by `future` decoder steps; returns the last future+1 steps."""
@@ -88,13 +98,12 @@ class VisionTeacher(nn.Module):
                                    nn.Linear(64, num_beams))
         self.head = SequenceHead(2, classifier, future, attention)
 
-    def forward(self, masks: torch.Tensor) -> torch.Tensor:
-        b, length, h, w = masks.shape
+    def forward(self, masks: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        h, w = masks.shape[-2:]
         if (h, w) != (self.image_size, self.image_size):  # the flattened CNN output fixes the size
             raise BeamcError(f"vision_teacher was built for {self.image_size} x {self.image_size} masks "
                              f"(teacher.args.image_size), the input is {h} x {w} (task.image_size); set both alike")
-        feats = self.embed(self.cnn(masks.reshape(b * length, 1, h, w))).reshape(b, length, FEATURE)
-        return self.head(feats)
+        return self.head(mask_features(self.cnn, self.embed, masks, index))
 
 
 class ChannelAttention(nn.Module):
@@ -138,10 +147,8 @@ class VisionStudent(nn.Module):
         classifier = nn.Sequential(nn.Linear(FEATURE, 64), nn.ReLU(), nn.Dropout(0.3), nn.Linear(64, num_beams))
         self.head = SequenceHead(1, classifier, future)
 
-    def forward(self, masks: torch.Tensor) -> torch.Tensor:
-        b, length, h, w = masks.shape
-        feats = self.embed(self.cnn(masks.reshape(b * length, 1, h, w))).reshape(b, length, FEATURE)
-        return self.head(feats)
+    def forward(self, masks: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(mask_features(self.cnn, self.embed, masks, index))
 
 
 @MODELS.register("vision_teacher")
