@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40, help="train.epochs of every run (teacher included)")
     ap.add_argument("--teacher-epochs", type=int, default=None,
                     help="epochs of the two teacher-sized trainings (teacher, self-KD); default --epochs")
+    ap.add_argument("--selfkd-epochs", type=int, default=None, help="epochs of the self-KD run; default --teacher-epochs")
     ap.add_argument("--kd-teacher", choices=["selfkd", "teacher"], default="selfkd",
                     help="who teaches the KD students: the self-KD refined teacher (paper) or the plain one")
     ap.add_argument("--teacher-checkpoint", type=Path, default=None,
@@ -94,7 +95,8 @@ def main() -> None:
     # the teachers learn slower than the 17x smaller students: a CPU budget may give them more epochs
     teacher_runs = [] if args.teacher_epochs is None else [f"teacher.train.epochs={args.teacher_epochs}"]
     common += teacher_runs
-    selfkd_epochs = [] if args.teacher_epochs is None else [f"train.epochs={args.teacher_epochs}"]
+    selfkd_epochs = args.selfkd_epochs or args.teacher_epochs
+    selfkd_epochs = [] if selfkd_epochs is None else [f"train.epochs={selfkd_epochs}"]
     console.print(f"overrides for every run: {' '.join('--set ' + o for o in common)}")
     started = time.perf_counter()
     rows: dict[str, dict[int, dict]] = {}   # model label -> seed -> vision metrics of the test split
