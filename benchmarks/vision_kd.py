@@ -64,6 +64,61 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
+def merge(paths: list[Path]) -> tuple[dict, dict, list[str], list[str]]:
+    """Rows and costs of several --json files (seed keys come back from JSON as strings)."""
+    rows: dict[str, dict[int, dict]] = {}
+    costs: dict[str, dict] = {}
+    common: list[str] = []
+    for path in paths:
+        part = json.loads(path.read_text())
+        common = common or part["overrides"]
+        for label, by_seed in part["rows"].items():
+            rows.setdefault(label, {}).update({int(k): v for k, v in by_seed.items()})
+        costs.update(part["costs"])
+    return rows, costs, common, []
+
+
+def train_all(args: argparse.Namespace, console: Console) -> tuple[dict, dict, list[str], list[str]]:
+    common = [f"task.image_size={args.image_size}", f"teacher.args.image_size={args.image_size}",
+              f"data.synth.sequences={args.sequences}", f"train.epochs={args.epochs}",
+              f"task.window_block={args.window_block}", *args.overrides]
+    # the teachers learn slower than the 17x smaller students: a CPU budget may give them more epochs
+    teacher_runs = [] if args.teacher_epochs is None else [f"teacher.train.epochs={args.teacher_epochs}"]
+    common += teacher_runs
+    selfkd_epochs = args.selfkd_epochs or args.teacher_epochs
+    selfkd_epochs = [] if selfkd_epochs is None else [f"train.epochs={selfkd_epochs}"]
+    console.print(f"overrides for every run: {' '.join('--set ' + o for o in common)}")
+    rows: dict[str, dict[int, dict]] = {}   # model label -> seed -> vision metrics of the test split
+
+    given = [] if args.teacher_checkpoint is None else [f"teacher.checkpoint={json.dumps(str(args.teacher_checkpoint))}"]
+    costs: dict[str, dict] = {}
+    if args.skip_selfkd:
+        if args.kd_teacher == "selfkd":
+            raise SystemExit("--skip-selfkd needs --kd-teacher teacher")
+        teacher_ckpt = args.teacher_checkpoint
+    else:
+        selfkd = run_recipe("vision_teacher_selfkd", [*common, *selfkd_epochs, *given, "train.seed=0"], args.out, console)
+        rows["teacher"] = {0: selfkd["models"]["teacher"]["metrics"]}
+        rows["teacher (self-KD)"] = {0: selfkd["models"]["student"]["metrics"]}
+        teacher_ckpt = Path(selfkd["run"]) / "student.pt" if args.kd_teacher == "selfkd" else args.teacher_checkpoint
+        costs = {"teacher": selfkd["models"]["teacher"], "teacher (self-KD)": selfkd["models"]["student"]}
+    for seed in args.seeds:
+        for length in args.lengths:
+            for kd in (False, True):
+                extra = [f"train.seed={seed}"]
+                if teacher_ckpt is not None:
+                    extra.append(f"teacher.checkpoint={json.dumps(str(teacher_ckpt))}")
+                name = f"vision_student_l{length}" + ("_kd" if kd else "")
+                m = run_recipe(name, [*common, *extra], args.out, console)
+                if "teacher" not in rows:   # --skip-selfkd: every student run evaluates its teacher too
+                    rows["teacher"] = {0: m["models"]["teacher"]["metrics"]}
+                    costs["teacher"] = m["models"]["teacher"]
+                label = f"student L={length} " + ("KD" if kd else "no KD")
+                rows.setdefault(label, {})[seed] = m["models"]["student"]["metrics"]
+                costs[label] = m["models"]["student"]
+    return rows, costs, common, selfkd_epochs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -82,6 +137,10 @@ def main() -> None:
     ap.add_argument("--teacher-checkpoint", type=Path, default=None,
                     help="a trained vision_teacher (teacher.pt of an earlier run or cache entry) for every run instead of "
                          "training one; the self-KD run refines it")
+    ap.add_argument("--skip-selfkd", action="store_true",
+                    help="no self-KD run (its row is left out; the teacher row comes from the students' runs)")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="only combine the --json files of earlier invocations (e.g. one per seed, run side by side)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra recipe override for every run")
     ap.add_argument("--out", type=Path, default=Path("runs/vision_kd"))
     ap.add_argument("--json", type=Path, default=None)
@@ -89,36 +148,11 @@ def main() -> None:
     args = ap.parse_args()
 
     console = Console(width=200)   # a log file gets the whole table, not an 80-column cut
-    common = [f"task.image_size={args.image_size}", f"teacher.args.image_size={args.image_size}",
-              f"data.synth.sequences={args.sequences}", f"train.epochs={args.epochs}",
-              f"task.window_block={args.window_block}", *args.overrides]
-    # the teachers learn slower than the 17x smaller students: a CPU budget may give them more epochs
-    teacher_runs = [] if args.teacher_epochs is None else [f"teacher.train.epochs={args.teacher_epochs}"]
-    common += teacher_runs
-    selfkd_epochs = args.selfkd_epochs or args.teacher_epochs
-    selfkd_epochs = [] if selfkd_epochs is None else [f"train.epochs={selfkd_epochs}"]
-    console.print(f"overrides for every run: {' '.join('--set ' + o for o in common)}")
     started = time.perf_counter()
-    rows: dict[str, dict[int, dict]] = {}   # model label -> seed -> vision metrics of the test split
-
-    given = [] if args.teacher_checkpoint is None else [f"teacher.checkpoint={json.dumps(str(args.teacher_checkpoint))}"]
-    selfkd = run_recipe("vision_teacher_selfkd", [*common, *selfkd_epochs, *given, "train.seed=0"], args.out, console)
-    rows["teacher"] = {0: selfkd["models"]["teacher"]["metrics"]}
-    rows["teacher (self-KD)"] = {0: selfkd["models"]["student"]["metrics"]}
-    teacher_ckpt = Path(selfkd["run"]) / "student.pt" if args.kd_teacher == "selfkd" else args.teacher_checkpoint
-    costs = {"teacher": selfkd["models"]["teacher"], "teacher (self-KD)": selfkd["models"]["student"]}
-    for seed in args.seeds:
-        for length in args.lengths:
-            for kd in (False, True):
-                extra = [f"train.seed={seed}"]
-                if teacher_ckpt is not None:
-                    extra.append(f"teacher.checkpoint={json.dumps(str(teacher_ckpt))}")
-                name = f"vision_student_l{length}" + ("_kd" if kd else "")
-                m = run_recipe(name, [*common, *extra], args.out, console)
-                label = f"student L={length} " + ("KD" if kd else "no KD")
-                rows.setdefault(label, {})[seed] = m["models"]["student"]["metrics"]
-                costs[label] = m["models"]["student"]
-
+    if args.merge:
+        rows, costs, common, selfkd_epochs = merge(args.merge)
+    else:
+        rows, costs, common, selfkd_epochs = train_all(args, console)
     title = (f"vision beam tracking, simulated test split, {args.image_size} x {args.image_size} masks, "
              f"{args.sequences} sequences, {args.epochs} epochs (mean ± std over seeds, %)")
     table = Table(title=title)
