@@ -70,19 +70,28 @@ class Generator(nn.Module):
 
     `output = "tanh"` is the paper's text: lo + (hi - lo) (tanh(a) + 1) / 2, never exactly at
     the bounds. `output = "relu"` is the reference code's ReLU, clamped at hi: it produces
-    exact zeros, and processed LiDAR scans are mostly zeros (the static clutter removed)."""
+    exact zeros, and processed LiDAR scans are mostly zeros (the static clutter removed).
+
+    `classes > 0` makes it conditional (beyond the paper): a one-hot target class is appended
+    to the noise, and `sample` draws the targets uniformly, so every class gets its share of
+    samples whether or not the teacher's favourite outputs would have covered it."""
 
     def __init__(self, noise_dim: int, hidden: int, frames: int, features: int, pad: int, lo: float, hi: float,
-                 output: str = "tanh"):
+                 output: str = "tanh", classes: int = 0):
         super().__init__()
         if output not in ("tanh", "relu"):
             raise BeamcError(f"generator output: expected 'tanh' or 'relu', found {output!r}")
         self.noise_dim, self.frames, self.features, self.pad, self.output = noise_dim, frames, features, pad, output
-        self.net = nn.Sequential(nn.Linear(noise_dim, hidden), nn.ReLU(), nn.Linear(hidden, frames * features))
+        self.classes = classes
+        self.net = nn.Sequential(nn.Linear(noise_dim + classes, hidden), nn.ReLU(), nn.Linear(hidden, frames * features))
         self.register_buffer("lo", torch.tensor(float(lo)))
         self.register_buffer("hi", torch.tensor(float(hi)))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        if self.classes:
+            if targets is None:
+                raise BeamcError(f"conditional generator ({self.classes} classes): forward needs the target classes")
+            z = torch.cat([z, F.one_hot(targets, self.classes).to(z.dtype)], dim=1)
         a = self.net(z).reshape(len(z), self.frames, self.features)
         if self.output == "relu":
             x = torch.minimum(torch.relu(a) + self.lo, self.hi)
@@ -90,9 +99,17 @@ class Generator(nn.Module):
             x = self.lo + (self.hi - self.lo) * (torch.tanh(a) + 1) / 2
         return torch.cat([x, x.new_zeros(len(z), self.pad, self.features)], dim=1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_with_targets(self, n: int, generator: torch.Generator | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """n samples and their target classes (None for an unconditional generator). The
+        targets are drawn after the noise from the same torch.Generator."""
         device = self.lo.device
-        return self(torch.randn(n, self.noise_dim, generator=generator).to(device))
+        z = torch.randn(n, self.noise_dim, generator=generator)
+        targets = torch.randint(self.classes, (n,), generator=generator) if self.classes else None
+        return self(z.to(device), None if targets is None else targets.to(device)), targets
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.sample_with_targets(n, generator)[0]
 
 
 # --------------------------------------------------------------------------- losses
@@ -139,6 +156,15 @@ def adversarial_gap(teacher_logits: torch.Tensor, student_logits: torch.Tensor) 
     return (teacher_logits - student_logits).abs().mean()
 
 
+def target_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the teacher's first predicted step (beam tracking: the current beam)
+    towards the generator's target class, as in DAFL's one-hot loss and Nayak et al.'s
+    class-conditional "data impressions": with targets drawn uniformly the samples cover
+    every class the teacher can be driven to, not only the few it prefers on noise."""
+    first = logits[:, 0] if logits.dim() == 3 else logits
+    return F.cross_entropy(first, targets.to(first.device))
+
+
 def generator_loss(features: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor | None, var: torch.Tensor | None, *,
                    use_metadata: bool = True, use_activation: bool = True, use_entropy: bool = True,
                    alpha: float = 1e-4, beta: float = 1e-2, meta: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -160,10 +186,28 @@ def generator_loss(features: torch.Tensor, logits: torch.Tensor, mean: torch.Ten
 
 
 # ------------------------------------------------------------------------- training
-def build_generator(cfg: Any, meta: dict[str, Any]) -> Generator:
+def teacher_classes(teacher: nn.Module, meta: dict[str, Any]) -> int:
+    """Number of classes of the teacher's output (the last logits axis), from one zero input
+    of the synthetic layout: what a conditional generator draws its targets from."""
     lay = meta["layout"]
+    device = next(teacher.parameters()).device
+    x = torch.zeros(1, int(lay["frames"]) + int(lay["pad"]), int(lay["features"]), device=device)
+    was = teacher.training
+    with torch.no_grad():
+        n = int(teacher.eval()(x).shape[-1])
+    teacher.train(was)
+    return n
+
+
+def build_generator(cfg: Any, meta: dict[str, Any], classes: int = 0) -> Generator:
+    """The recipe's generator; `classes` (the teacher's output size) is used only when
+    `cfg.targets > 0` makes the generator conditional."""
+    lay = meta["layout"]
+    classes = classes if getattr(cfg, "targets", 0.0) > 0 else 0
+    if getattr(cfg, "targets", 0.0) > 0 and classes < 2:
+        raise BeamcError(f"distill.targets = {cfg.targets} needs the teacher's number of classes, found {classes}")
     return Generator(cfg.noise_dim, cfg.generator_hidden, int(lay["frames"]), int(lay["features"]), int(lay["pad"]),
-                     float(meta["input_min"]), float(meta["input_max"]), cfg.generator_output)
+                     float(meta["input_min"]), float(meta["input_max"]), cfg.generator_output, classes)
 
 
 def metadata_stats(meta: dict[str, Any], layers: tuple[str, ...], device: torch.device
@@ -225,7 +269,7 @@ class Inversion:
         self.forward, self.taps = frozen_teacher_forward(teacher, (self.layer, *layers))
         self.opt = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr)
 
-    def losses(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def losses(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         feats, logits = self.forward(x)
         meta = layered_metadata_loss({k: feats[k] for k in self.stats}, self.stats)
         losses = generator_loss(feats[self.layer], logits, None, None, use_metadata=self.cfg.metadata_loss, use_activation=self.cfg.activation_loss,
@@ -233,13 +277,16 @@ class Inversion:
         if self.cfg.smoothness > 0:
             losses["tv"] = temporal_variation(x[:, :self.gen.frames])
             losses["loss"] = losses["loss"] + self.cfg.smoothness * losses["tv"]
+        if targets is not None and self.cfg.targets > 0:
+            losses["target"] = target_loss(logits, targets)
+            losses["loss"] = losses["loss"] + self.cfg.targets * losses["target"]
         return losses, logits
 
     def step(self, noise: torch.Generator, student: nn.Module | None = None, adversarial: float = 0.0
              ) -> dict[str, torch.Tensor]:
         self.gen.train()
-        x = self.gen.sample(self.cfg.generator_batch_size, noise)
-        losses, t_logits = self.losses(x)
+        x, targets = self.gen.sample_with_targets(self.cfg.generator_batch_size, noise)
+        losses, t_logits = self.losses(x, targets)
         total = losses["loss"]
         if student is not None and adversarial > 0:
             with eval_rnn_backward(x):  # the student runs in eval mode here
@@ -258,7 +305,7 @@ def train_generator(teacher: nn.Module, meta: dict[str, Any], cfg: Any, *, seed:
                     history_path: Path | None = None, progress: Any = None) -> tuple[Generator, list[dict[str, Any]]]:
     """Step 1 of Alg. 1: `cfg.generator_steps` Adam steps, each on a fresh noise batch."""
     torch.manual_seed(seed)
-    gen = build_generator(cfg, meta).to(device)
+    gen = build_generator(cfg, meta, teacher_classes(teacher, meta)).to(device)
     inv = Inversion(gen, teacher, meta, cfg, device)
     noise = torch.Generator().manual_seed(seed)
     history: list[dict[str, Any]] = []

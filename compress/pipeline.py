@@ -233,7 +233,9 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                              progress: Any, on_epoch_end: EpochHook | None) -> None:
     """Alg. 1 of the data-free paper: generator, then student, from the teacher and its
     metadata file alone. Deliberately takes no data object: nothing here can read the data set."""
-    from beamc.compress.datafree import Inversion, build_generator, read_metadata, synthesize, train_generator
+    from beamc.compress.datafree import (Inversion, build_generator, read_metadata, synthesize, teacher_classes,
+                                         train_generator)
+    from beamc.compress.trainer import make_scheduler
     from beamc.runs import atomic_torch_save
     from beamc.tasks.base import Batch
 
@@ -250,7 +252,7 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
         param.requires_grad_(False)
     gen_path = run.file("generator.pt")
     if gen_path.exists():  # resumed run: the generator of the first attempt
-        gen = build_generator(dcfg, meta)
+        gen = build_generator(dcfg, meta, teacher_classes(teacher, meta))
         gen.load_state_dict(torch.load(gen_path, map_location="cpu", weights_only=True))
         gen = gen.to(device).eval()
     else:
@@ -260,7 +262,7 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
     torch.manual_seed(cfg.seed)
     model = build_model(recipe.student.model, recipe.student.args).to(device)
     teacher.eval()
-    inversion = None
+    inversion, gen_sched = None, None
     if dcfg.student_samples == "pool":
         pool = synthesize(gen, dcfg.samples, seed=cfg.seed + 1)
 
@@ -276,6 +278,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
         if dcfg.adversarial > 0:
             inversion = Inversion(gen, teacher, meta, dcfg, device)
             gen_noise = torch.Generator().manual_seed(cfg.seed + 2)
+            if dcfg.adversarial_schedule == "student":  # the student's [train] schedule on the generator's Adam
+                gen_sched = make_scheduler(inversion.opt, cfg)
 
         def batches(epoch: int):
             noise = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -290,6 +294,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                 with torch.no_grad():
                     x = gen.sample(n, noise)
                 yield Batch((x,), torch.zeros(len(x), dtype=torch.long))
+            if gen_sched is not None:
+                gen_sched.step()
 
     def step(batch):
         with torch.no_grad():

@@ -50,6 +50,14 @@ class DataFreeConfig:
     adversarial: float = opt(0.0, ge=0, doc="> 0: the generator keeps training during the student stage, one step per "
                              "student batch on eq. 8 minus this weight x the teacher-student logit gap (needs "
                              'student_samples = "fresh"); 0: fixed after step 1 (paper)')
+    adversarial_schedule: Literal["constant", "student"] = opt(
+        "constant", doc='learning rate of the adversarial generator steps: "constant" (generator_lr throughout) or '
+        '"student" (generator_lr scaled by the student\'s [train] schedule, e.g. cosine to 0, so the generator settles '
+        "with the student instead of running away from a student that can no longer follow)")
+    targets: float = opt(0.0, ge=0, doc="> 0: conditional generator (beyond the paper): a target class drawn uniformly "
+                         "per sample is appended to the noise and this weight x the cross-entropy of the teacher's "
+                         "first predicted step towards it is added to eq. 8 (DAFL / data impressions), so the samples "
+                         "cover every beam; 0: unconditional (paper)")
 
 
 @DISTILLERS.register("datafree")
