@@ -327,6 +327,31 @@ def train_generator(teacher: nn.Module, meta: dict[str, Any], cfg: Any, *, seed:
     return gen.eval(), history
 
 
+def inherit_layers(student: nn.Module, teacher: nn.Module, names: tuple[str, ...], freeze: bool) -> int:
+    """Copy the parameters of the teacher's modules `names` into the student's modules of the
+    same name (beyond the paper; weight inheritance as in DistilBERT's initialisation from
+    its teacher). Returns the number of parameters copied. A data-free student learns its
+    first layer only in the directions the generator's samples excite; the teacher's layer
+    was fitted on real inputs. `freeze` keeps the copies fixed while the student trains."""
+    t_mods, s_mods = dict(teacher.named_modules()), dict(student.named_modules())
+    copied = 0
+    for name in names:
+        if name not in t_mods or name not in s_mods:
+            where = "teacher" if name not in t_mods else "student"
+            raise BeamcError(f"distill.inherit: the {where} has no module '{name}'")
+        t_params, s_params = dict(t_mods[name].named_parameters()), dict(s_mods[name].named_parameters())
+        if not s_params or {k: v.shape for k, v in t_params.items()} != {k: v.shape for k, v in s_params.items()}:
+            raise BeamcError(f"distill.inherit: module '{name}': expected the teacher's parameters "
+                             f"{ {k: list(v.shape) for k, v in t_params.items()} }, the student has "
+                             f"{ {k: list(v.shape) for k, v in s_params.items()} }")
+        with torch.no_grad():
+            for key, p in s_params.items():
+                p.copy_(t_params[key])
+                p.requires_grad_(not freeze)
+                copied += p.numel()
+    return copied
+
+
 def synthesize(gen: Generator, n: int, seed: int, batch: int = 1024) -> torch.Tensor:
     """The student's fixed training set: `n` generator samples from noise drawn with `seed`
     (the reference code draws 5000 once and trains the student epochs over them)."""

@@ -233,8 +233,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                              progress: Any, on_epoch_end: EpochHook | None) -> None:
     """Alg. 1 of the data-free paper: generator, then student, from the teacher and its
     metadata file alone. Deliberately takes no data object: nothing here can read the data set."""
-    from beamc.compress.datafree import (Inversion, build_generator, read_metadata, synthesize, teacher_classes,
-                                         train_generator)
+    from beamc.compress.datafree import (Inversion, build_generator, inherit_layers, read_metadata, synthesize,
+                                         teacher_classes, train_generator)
     from beamc.compress.trainer import make_scheduler
     from beamc.runs import atomic_torch_save
     from beamc.tasks.base import Batch
@@ -261,6 +261,7 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
         atomic_torch_save({k: v.detach().cpu() for k, v in gen.state_dict().items()}, gen_path)
     torch.manual_seed(cfg.seed)
     model = build_model(recipe.student.model, recipe.student.args).to(device)
+    inherit_layers(model, teacher, tuple(dcfg.inherit), dcfg.freeze_inherited)
     teacher.eval()
     inversion, gen_sched = None, None
     if dcfg.student_samples == "pool":

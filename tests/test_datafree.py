@@ -327,6 +327,44 @@ def test_adversarial_generator_follows_the_student_schedule(teacher_run, tmp_pat
     assert state["net.0.weight"].shape == (DF["generator_hidden"], DF["noise_dim"] + 64)   # conditional
 
 
+def test_inherit_layers_copies_matching_teacher_modules():
+    from beamc.compress.modeling import build_model
+
+    torch.manual_seed(0)
+    teacher = build_model("lidar_gru", {"hidden_size": 12, "embed_dim": 8})
+    student = build_model("lidar_gru", {"hidden_size": 4, "embed_dim": 8})
+    assert dfm.inherit_layers(student, teacher, ("embed",), freeze=True) == 216 * 8 + 8
+    assert torch.equal(student.embed.weight, teacher.embed.weight) and torch.equal(student.embed.bias, teacher.embed.bias)
+    assert not student.embed.weight.requires_grad and student.gru.weight_ih_l0.requires_grad
+    assert dfm.inherit_layers(student, teacher, (), freeze=True) == 0
+    dfm.inherit_layers(student, teacher, ("embed",), freeze=False)
+    assert student.embed.weight.requires_grad
+    with pytest.raises(BeamcError, match=r"distill.inherit: module 'gru': expected the teacher's parameters .*'weight_hh_l0': \[36, 12\]"):
+        dfm.inherit_layers(student, teacher, ("gru",), freeze=False)
+    with pytest.raises(BeamcError, match="distill.inherit: the teacher has no module 'decoder'"):
+        dfm.inherit_layers(student, teacher, ("decoder",), freeze=False)
+
+
+def test_data_free_student_keeps_a_frozen_inherited_embedding(teacher_run, tmp_path):
+    from beamc.compress.modeling import load_model
+
+    raw = tiny_raw("df", "datafree", **DF, inherit=["embed"], freeze_inherited=True)
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["output"]["evaluate"] = False
+    run = distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+    student, _ = load_model(run.path / "student.pt")
+    teacher, _ = load_model(teacher_run.path / "teacher.pt")
+    assert torch.equal(student.embed.weight, teacher.embed.weight)
+    assert not torch.equal(student.fc.bias, build_student_like(student).fc.bias)   # the rest trained
+
+
+def build_student_like(student):
+    from beamc.compress.modeling import build_model
+
+    torch.manual_seed(0)   # the pipeline's initialisation of the student (train.seed = 0)
+    return build_model("lidar_gru", {"hidden_size": 4, "embed_dim": 8})
+
+
 def test_adversarial_needs_fresh_samples(teacher_run, tmp_path):
     raw = tiny_raw("df", "datafree", **DF, adversarial=0.5)
     raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")

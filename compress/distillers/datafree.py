@@ -54,6 +54,10 @@ class DataFreeConfig:
         "constant", doc='learning rate of the adversarial generator steps: "constant" (generator_lr throughout) or '
         '"student" (generator_lr scaled by the student\'s [train] schedule, e.g. cosine to 0, so the generator settles '
         "with the student instead of running away from a student that can no longer follow)")
+    inherit: tuple[str, ...] = opt((), doc="student modules initialised with the same-named teacher module's parameters "
+                                   '(shapes must match; beyond the paper), e.g. ["embed"]: the LiDAR input embedding '
+                                   "216 -> 64, the same size in teacher and student; empty = the paper (random init)")
+    freeze_inherited: bool = opt(False, doc="keep the inherited parameters fixed while the student trains")
     targets: float = opt(0.0, ge=0, doc="> 0: conditional generator (beyond the paper): a target class drawn uniformly "
                          "per sample is appended to the noise and this weight x the cross-entropy of the teacher's "
                          "first predicted step towards it is added to eq. 8 (DAFL / data impressions), so the samples "
