@@ -327,6 +327,20 @@ def train_generator(teacher: nn.Module, meta: dict[str, Any], cfg: Any, *, seed:
     return gen.eval(), history
 
 
+def mix_samples(x: torch.Tensor, fraction: float, noise: torch.Generator) -> torch.Tensor:
+    """Replace the first round(fraction x B) samples of a batch by convex mixtures
+    lam x_i + (1 - lam) x_j of two samples of the batch, lam ~ U(0, 1) per sample (mixup of
+    generator samples, beyond the paper: a prior that needs no data). The teacher labels
+    the mixed input itself, so the student sees the teacher between the generator's modes.
+    `noise` draws the partners and weights, so a batch mixes the same way on every run."""
+    n = round(fraction * len(x))
+    if n == 0:
+        return x
+    partner = torch.randint(len(x), (n,), generator=noise).to(x.device)
+    lam = torch.rand(n, *([1] * (x.dim() - 1)), generator=noise).to(x.device, x.dtype)
+    return torch.cat([lam * x[:n] + (1 - lam) * x[partner], x[n:]])
+
+
 def inherit_layers(student: nn.Module, teacher: nn.Module, names: tuple[str, ...], freeze: bool) -> int:
     """Copy the parameters of the teacher's modules `names` into the student's modules of the
     same name (beyond the paper; weight inheritance as in DistilBERT's initialisation from

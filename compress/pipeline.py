@@ -233,8 +233,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                              progress: Any, on_epoch_end: EpochHook | None) -> None:
     """Alg. 1 of the data-free paper: generator, then student, from the teacher and its
     metadata file alone. Deliberately takes no data object: nothing here can read the data set."""
-    from beamc.compress.datafree import (Inversion, build_generator, inherit_layers, read_metadata, synthesize,
-                                         teacher_classes, train_generator)
+    from beamc.compress.datafree import (Inversion, build_generator, inherit_layers, mix_samples, read_metadata,
+                                         synthesize, teacher_classes, train_generator)
     from beamc.compress.trainer import make_scheduler
     from beamc.runs import atomic_torch_save
     from beamc.tasks.base import Batch
@@ -244,6 +244,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
     if dcfg.adversarial > 0 and dcfg.student_samples != "fresh":
         raise BeamcError(f"distill.adversarial = {dcfg.adversarial} needs distill.student_samples = \"fresh\", "
                          f"found \"{dcfg.student_samples}\" (a fixed pool cannot follow a generator that keeps training)")
+    if dcfg.mixup > 0 and dcfg.student_samples != "fresh":
+        raise BeamcError(f"distill.mixup = {dcfg.mixup} needs distill.student_samples = \"fresh\", found \"{dcfg.student_samples}\"")
     distiller = DISTILLERS.get(dcfg.method)(dcfg, None)
     final = run.file("student.pt")
     if final.exists():
@@ -294,6 +296,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                     model.zero_grad(set_to_none=True)
                 with torch.no_grad():
                     x = gen.sample(n, noise)
+                    if dcfg.mixup > 0:
+                        x = mix_samples(x, dcfg.mixup, noise)
                 yield Batch((x,), torch.zeros(len(x), dtype=torch.long))
             if gen_sched is not None:
                 gen_sched.step()

@@ -327,6 +327,28 @@ def test_adversarial_generator_follows_the_student_schedule(teacher_run, tmp_pat
     assert state["net.0.weight"].shape == (DF["generator_hidden"], DF["noise_dim"] + 64)   # conditional
 
 
+def test_mix_samples_by_hand():
+    x = torch.tensor([[0.0, 0.0], [2.0, 4.0], [10.0, 10.0], [1.0, 1.0]])
+    noise = torch.Generator().manual_seed(0)
+    partner = torch.randint(4, (2,), generator=noise)
+    lam = torch.rand(2, 1, generator=noise)
+    out = dfm.mix_samples(x, 0.5, torch.Generator().manual_seed(0))
+    # the first half mixed with its drawn partners, the rest untouched
+    assert torch.allclose(out[:2], lam * x[:2] + (1 - lam) * x[partner]) and torch.equal(out[2:], x[2:])
+    # every mixture lies on the segment between its two samples: sample 0 = [0, 0], so out[0] = (1 - lam) x[partner]
+    assert torch.allclose(out[0], (1 - lam[0]) * x[partner[0]])
+    assert torch.equal(dfm.mix_samples(x, 0.0, torch.Generator().manual_seed(0)), x)
+    assert torch.equal(dfm.mix_samples(x, 0.1, torch.Generator().manual_seed(0)), x)   # round(0.4) = 0 samples
+
+
+def test_mixup_needs_fresh_samples(teacher_run, tmp_path):
+    raw = tiny_raw("df", "datafree", **DF, mixup=0.5)
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["output"]["evaluate"] = False
+    with pytest.raises(BeamcError, match=r'distill.mixup = 0.5 needs distill.student_samples = "fresh", found "pool"'):
+        distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+
+
 def test_inherit_layers_copies_matching_teacher_modules():
     from beamc.compress.modeling import build_model
 

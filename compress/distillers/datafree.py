@@ -54,6 +54,9 @@ class DataFreeConfig:
         "constant", doc='learning rate of the adversarial generator steps: "constant" (generator_lr throughout) or '
         '"student" (generator_lr scaled by the student\'s [train] schedule, e.g. cosine to 0, so the generator settles '
         "with the student instead of running away from a student that can no longer follow)")
+    mixup: float = opt(0.0, ge=0, le=1, doc="share of every student batch replaced by mixtures lam x_i + (1 - lam) x_j "
+                       'of two generator samples, lam ~ U(0, 1), labelled by the teacher (student_samples = "fresh"; '
+                       "beyond the paper; 0 = off)")
     inherit: tuple[str, ...] = opt((), doc="student modules initialised with the same-named teacher module's parameters "
                                    '(shapes must match; beyond the paper), e.g. ["embed"]: the LiDAR input embedding '
                                    "216 -> 64, the same size in teacher and student; empty = the paper (random init)")
