@@ -327,6 +327,15 @@ def train_generator(teacher: nn.Module, meta: dict[str, Any], cfg: Any, *, seed:
     return gen.eval(), history
 
 
+def atypicality(features: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """Per sample: mean over feature units of (f - mu)^2 / sigma^2, the squared distance of
+    the sample's teacher features to the saved training statistics in units of their
+    standard deviation (a diagonal Mahalanobis distance; real windows score about 1 per unit).
+    Eq. 5 fits these statistics over a batch; this scores each sample by them."""
+    f = features.reshape(len(features), -1)
+    return ((f - mean) ** 2 / var.clamp_min(1e-8)).mean(dim=1)
+
+
 def mix_samples(x: torch.Tensor, fraction: float, noise: torch.Generator) -> torch.Tensor:
     """Replace the first round(fraction x B) samples of a batch by convex mixtures
     lam x_i + (1 - lam) x_j of two samples of the batch, lam ~ U(0, 1) per sample (mixup of

@@ -233,8 +233,9 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                              progress: Any, on_epoch_end: EpochHook | None) -> None:
     """Alg. 1 of the data-free paper: generator, then student, from the teacher and its
     metadata file alone. Deliberately takes no data object: nothing here can read the data set."""
-    from beamc.compress.datafree import (Inversion, build_generator, inherit_layers, mix_samples, read_metadata,
-                                         synthesize, teacher_classes, train_generator)
+    from beamc.compress.datafree import (Inversion, atypicality, build_generator, frozen_teacher_forward, inherit_layers,
+                                         metadata_stats, mix_samples, read_metadata, synthesize, teacher_classes,
+                                         train_generator)
     from beamc.compress.trainer import make_scheduler
     from beamc.runs import atomic_torch_save
     from beamc.tasks.base import Batch
@@ -244,8 +245,10 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
     if dcfg.adversarial > 0 and dcfg.student_samples != "fresh":
         raise BeamcError(f"distill.adversarial = {dcfg.adversarial} needs distill.student_samples = \"fresh\", "
                          f"found \"{dcfg.student_samples}\" (a fixed pool cannot follow a generator that keeps training)")
-    if dcfg.mixup > 0 and dcfg.student_samples != "fresh":
-        raise BeamcError(f"distill.mixup = {dcfg.mixup} needs distill.student_samples = \"fresh\", found \"{dcfg.student_samples}\"")
+    for key, off in (("mixup", 0.0), ("keep", 1.0)):
+        if getattr(dcfg, key) != off and dcfg.student_samples != "fresh":
+            raise BeamcError(f"distill.{key} = {getattr(dcfg, key)} needs distill.student_samples = \"fresh\", "
+                             f"found \"{dcfg.student_samples}\"")
     distiller = DISTILLERS.get(dcfg.method)(dcfg, None)
     final = run.file("student.pt")
     if final.exists():
@@ -265,7 +268,7 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
     model = build_model(recipe.student.model, recipe.student.args).to(device)
     inherit_layers(model, teacher, tuple(dcfg.inherit), dcfg.freeze_inherited)
     teacher.eval()
-    inversion, gen_sched = None, None
+    inversion, gen_sched, select = None, None, None
     if dcfg.student_samples == "pool":
         pool = synthesize(gen, dcfg.samples, seed=cfg.seed + 1)
 
@@ -283,6 +286,9 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
             gen_noise = torch.Generator().manual_seed(cfg.seed + 2)
             if dcfg.adversarial_schedule == "student":  # the student's [train] schedule on the generator's Adam
                 gen_sched = make_scheduler(inversion.opt, cfg)
+        if dcfg.keep < 1:
+            select = frozen_teacher_forward(teacher, (meta["layer"],))
+            mean, var = metadata_stats(meta, (meta["layer"],), device)[meta["layer"]]
 
         def batches(epoch: int):
             noise = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -295,7 +301,10 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                     model.train(was)
                     model.zero_grad(set_to_none=True)
                 with torch.no_grad():
-                    x = gen.sample(n, noise)
+                    x = gen.sample(n if select is None else round(n / dcfg.keep), noise)
+                    if select is not None:  # the n samples most typical of the teacher's training statistics
+                        score = atypicality(select[0](x)[0][meta["layer"]], mean, var)
+                        x = x[score.argsort()[:n]]
                     if dcfg.mixup > 0:
                         x = mix_samples(x, dcfg.mixup, noise)
                 yield Batch((x,), torch.zeros(len(x), dtype=torch.long))
@@ -314,6 +323,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
     finally:
         if inversion is not None:
             inversion.close()
+        if select is not None:
+            select[1].close()
     if inversion is not None:  # the generator the student ended against (generator.pt: after step 1)
         atomic_torch_save({k: v.detach().cpu() for k, v in gen.state_dict().items()}, run.file("generator_final.pt"))
     save_model(final, model, recipe.student.model, recipe.student.args, recipe.task.name, method=dcfg.method, generation=1)

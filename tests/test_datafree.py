@@ -341,12 +341,41 @@ def test_mix_samples_by_hand():
     assert torch.equal(dfm.mix_samples(x, 0.1, torch.Generator().manual_seed(0)), x)   # round(0.4) = 0 samples
 
 
-def test_mixup_needs_fresh_samples(teacher_run, tmp_path):
-    raw = tiny_raw("df", "datafree", **DF, mixup=0.5)
+def test_atypicality_by_hand():
+    # units with mean [1, 4] and variance [2, 4]: sample [1, 4] is at the mean, [3, 0] is
+    # ((3-1)^2 / 2 + (0-4)^2 / 4) / 2 = (2 + 4) / 2 = 3
+    score = dfm.atypicality(torch.tensor([[1.0, 4.0], [3.0, 0.0]]), MEAN, VAR)
+    assert score.tolist() == pytest.approx([0.0, 3.0])
+
+
+@pytest.mark.parametrize("key, value", [("mixup", 0.5), ("keep", 0.5)])
+def test_sample_options_need_fresh_samples(teacher_run, tmp_path, key, value):
+    raw = tiny_raw("df", "datafree", **DF, **{key: value})
     raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
     raw["output"]["evaluate"] = False
-    with pytest.raises(BeamcError, match=r'distill.mixup = 0.5 needs distill.student_samples = "fresh", found "pool"'):
+    with pytest.raises(BeamcError, match=rf'distill.{key} = {value} needs distill.student_samples = "fresh", found "pool"'):
         distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+
+
+def test_keep_trains_on_the_most_typical_samples(teacher_run, tmp_path, monkeypatch):
+    """distill.keep = 0.25: every student batch is the quarter of 4x as many generator samples
+    whose teacher hidden state is closest to the saved statistics."""
+    seen: list[torch.Tensor] = []
+    real = dfm.atypicality
+
+    def spy(f, m, v):
+        out = real(f, m, v)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(dfm, "atypicality", spy)
+    raw = tiny_raw("df", "datafree", **DF, student_samples="fresh", keep=0.25, mixup=0.5)
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["output"]["evaluate"] = False
+    run = distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+    assert (run.path / "student.pt").exists()
+    # 40 samples per epoch in batches of 16: 16, 16, 8 kept of 64, 64, 32 drawn
+    assert [len(s) for s in seen] == [64, 64, 32]
 
 
 def test_inherit_layers_copies_matching_teacher_modules():

@@ -54,6 +54,9 @@ class DataFreeConfig:
         "constant", doc='learning rate of the adversarial generator steps: "constant" (generator_lr throughout) or '
         '"student" (generator_lr scaled by the student\'s [train] schedule, e.g. cosine to 0, so the generator settles '
         "with the student instead of running away from a student that can no longer follow)")
+    keep: float = opt(1.0, gt=0, le=1, doc="share of generator samples the student sees: round(batch / keep) are drawn "
+                      "and the batch keeps those whose teacher features (the metadata layer) lie closest to the saved "
+                      'mean / variance (student_samples = "fresh"; beyond the paper; 1 = all)')
     mixup: float = opt(0.0, ge=0, le=1, doc="share of every student batch replaced by mixtures lam x_i + (1 - lam) x_j "
                        'of two generator samples, lam ~ U(0, 1), labelled by the teacher (student_samples = "fresh"; '
                        "beyond the paper; 0 = off)")
