@@ -90,11 +90,13 @@ def main() -> None:
                100 * statistics.mean(m["mean_top1"] for m in results["teacher"]))
     head = [f"Top-1 {s}" for s in steps] + ["Top-1 mean"] + [f"Top-5 {s}" for s in steps] + ["Top-5 mean"]
     print()
-    print(f"LiDAR beam tracking, test split ({results['teacher'][0]['num_samples']} windows), % (mean over seeds {args.seeds})")
+    print(f"LiDAR beam tracking, test split ({results['teacher'][0]['num_samples']} windows), % (mean over seeds "
+          f"{sorted(set(args.seeds))})")
     print()
     print("| model | " + " | ".join(head) + " | gap recovered | seeds (±sd Top-1 mean) |")
     print("|---" * (len(head) + 3) + "|")
-    for name, runs in results.items():
+    order = ["teacher", *METHODS]   # the table in METHODS order, whatever order the --merge files came in
+    for name, runs in sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         if runs:
             print(row(name, runs, gap if name not in ("teacher", "no KD") else None))
     print()
