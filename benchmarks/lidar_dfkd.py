@@ -28,8 +28,7 @@ METHODS = {
     "no KD": "lidar_scratch", "KD": "lidar_kd", "KD-MSE": "lidar_kd_mse",
     "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse", "DF-KD MSE 3 layers": "lidar_dfkd_mse_layers",
     "DF-KD MSE v1": "lidar_dfkd_mse_v1",
-    # the round-2 recipes (30 student epochs) for comparison with the committed 60
-    "DF-KD KL 30 epochs": ("lidar_dfkd_kl", ["train.epochs=30"]),
+    # the round-2 MSE recipe (30 student epochs) against the committed 60
     "DF-KD MSE 30 epochs": ("lidar_dfkd_mse", ["train.epochs=30"]),
     "ablation: weighted": "lidar_dfkd_ablation_weighted", "ablation: metadata": "lidar_dfkd_ablation_metadata",
     "ablation: activation": "lidar_dfkd_ablation_activation", "ablation: entropy": "lidar_dfkd_ablation_entropy",
