@@ -13,7 +13,12 @@ per time step (`metadata_layers`), a temporal total-variation prior (`smoothness
 noise for every student batch (Alg. 1 line 10, `student_samples = "fresh"`) and generator
 steps during the student stage that also push the teacher-student logit gap up
 (`adversarial`, after Fang et al.'s data-free adversarial distillation): `Inversion` is the
-one generator update both stages share.
+one generator update both stages share. Round 3 added, also off by default: that generator's
+learning rate on the student's schedule (`adversarial_schedule`), a class-conditional
+generator with uniform target beams (`targets`), student layers inherited from the teacher
+(`inherit`), mixup of generator samples (`mixup`) and keeping the samples most typical of
+the saved statistics (`keep`). None of them closes the gap on the simulator
+(benchmarks/results/lidar_dfkd.md says by how much each moved it).
 
 Nothing here reads a data set: the teacher, its metadata file and the recipe are the inputs.
 Each generator loss is a function of tensors so tests check them on hand-made values.
