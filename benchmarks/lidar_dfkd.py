@@ -28,6 +28,8 @@ METHODS = {
     "no KD": "lidar_scratch", "KD": "lidar_kd", "KD-MSE": "lidar_kd_mse",
     "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse", "DF-KD MSE 3 layers": "lidar_dfkd_mse_layers",
     "DF-KD MSE v1": "lidar_dfkd_mse_v1",
+    # the round-2 MSE recipe (30 student epochs) against the committed 60
+    "DF-KD MSE 30 epochs": ("lidar_dfkd_mse", ["train.epochs=30"]),
     "ablation: weighted": "lidar_dfkd_ablation_weighted", "ablation: metadata": "lidar_dfkd_ablation_metadata",
     "ablation: activation": "lidar_dfkd_ablation_activation", "ablation: entropy": "lidar_dfkd_ablation_entropy",
 }
@@ -71,7 +73,8 @@ def main() -> None:
                 results.setdefault(name, []).extend(runs)
     for seed in ([] if args.merge else args.seeds):
         for method in args.methods:
-            recipe = load_recipe(REPO / "recipes" / f"{METHODS[method]}.toml", [*args.overrides, f"train.seed={seed}"])
+            name, extra = METHODS[method] if isinstance(METHODS[method], tuple) else (METHODS[method], [])
+            recipe = load_recipe(REPO / "recipes" / f"{name}.toml", [*extra, *args.overrides, f"train.seed={seed}"])
             run = distill(recipe, out=args.out, progress=False, log=lambda s: None)
             models = read_metrics(run.path)["models"]
             results.setdefault(method, []).append(models["student"]["metrics"])
@@ -86,11 +89,13 @@ def main() -> None:
                100 * statistics.mean(m["mean_top1"] for m in results["teacher"]))
     head = [f"Top-1 {s}" for s in steps] + ["Top-1 mean"] + [f"Top-5 {s}" for s in steps] + ["Top-5 mean"]
     print()
-    print(f"LiDAR beam tracking, test split ({results['teacher'][0]['num_samples']} windows), % (mean over seeds {args.seeds})")
+    print(f"LiDAR beam tracking, test split ({results['teacher'][0]['num_samples']} windows), % (mean over seeds "
+          f"{sorted(set(args.seeds))})")
     print()
     print("| model | " + " | ".join(head) + " | gap recovered | seeds (±sd Top-1 mean) |")
     print("|---" * (len(head) + 3) + "|")
-    for name, runs in results.items():
+    order = ["teacher", *METHODS]   # the table in METHODS order, whatever order the --merge files came in
+    for name, runs in sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         if runs:
             print(row(name, runs, gap if name not in ("teacher", "no KD") else None))
     print()

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from beamc.compress.datafree import (build_generator, frozen_teacher_forward, layered_metadata_loss, metadata_stats,
-                                     read_metadata, temporal_variation)
+                                     read_metadata, teacher_classes, temporal_variation)
 from beamc.compress.modeling import load_model
 from beamc.compress.pipeline import load_run_recipe
 from beamc.registry import TASKS
@@ -59,7 +59,7 @@ def main() -> None:
         print(run.name)
         for file in ("generator.pt", "generator_final.pt"):
             if (run / file).exists():
-                gen = build_generator(recipe.distill, meta)
+                gen = build_generator(recipe.distill, meta, teacher_classes(teacher, meta))
                 gen.load_state_dict(torch.load(run / file, map_location="cpu", weights_only=True))
                 with torch.no_grad():
                     x = gen.eval().sample(args.samples, torch.Generator().manual_seed(123))

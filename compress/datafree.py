@@ -13,7 +13,12 @@ per time step (`metadata_layers`), a temporal total-variation prior (`smoothness
 noise for every student batch (Alg. 1 line 10, `student_samples = "fresh"`) and generator
 steps during the student stage that also push the teacher-student logit gap up
 (`adversarial`, after Fang et al.'s data-free adversarial distillation): `Inversion` is the
-one generator update both stages share.
+one generator update both stages share. Round 3 added, also off by default: that generator's
+learning rate on the student's schedule (`adversarial_schedule`), a class-conditional
+generator with uniform target beams (`targets`), student layers inherited from the teacher
+(`inherit`), mixup of generator samples (`mixup`) and keeping the samples most typical of
+the saved statistics (`keep`). None of them closes the gap on the simulator
+(benchmarks/results/lidar_dfkd.md says by how much each moved it).
 
 Nothing here reads a data set: the teacher, its metadata file and the recipe are the inputs.
 Each generator loss is a function of tensors so tests check them on hand-made values.
@@ -70,19 +75,28 @@ class Generator(nn.Module):
 
     `output = "tanh"` is the paper's text: lo + (hi - lo) (tanh(a) + 1) / 2, never exactly at
     the bounds. `output = "relu"` is the reference code's ReLU, clamped at hi: it produces
-    exact zeros, and processed LiDAR scans are mostly zeros (the static clutter removed)."""
+    exact zeros, and processed LiDAR scans are mostly zeros (the static clutter removed).
+
+    `classes > 0` makes it conditional (beyond the paper): a one-hot target class is appended
+    to the noise, and `sample` draws the targets uniformly, so every class gets its share of
+    samples whether or not the teacher's favourite outputs would have covered it."""
 
     def __init__(self, noise_dim: int, hidden: int, frames: int, features: int, pad: int, lo: float, hi: float,
-                 output: str = "tanh"):
+                 output: str = "tanh", classes: int = 0):
         super().__init__()
         if output not in ("tanh", "relu"):
             raise BeamcError(f"generator output: expected 'tanh' or 'relu', found {output!r}")
         self.noise_dim, self.frames, self.features, self.pad, self.output = noise_dim, frames, features, pad, output
-        self.net = nn.Sequential(nn.Linear(noise_dim, hidden), nn.ReLU(), nn.Linear(hidden, frames * features))
+        self.classes = classes
+        self.net = nn.Sequential(nn.Linear(noise_dim + classes, hidden), nn.ReLU(), nn.Linear(hidden, frames * features))
         self.register_buffer("lo", torch.tensor(float(lo)))
         self.register_buffer("hi", torch.tensor(float(hi)))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        if self.classes:
+            if targets is None:
+                raise BeamcError(f"conditional generator ({self.classes} classes): forward needs the target classes")
+            z = torch.cat([z, F.one_hot(targets, self.classes).to(z.dtype)], dim=1)
         a = self.net(z).reshape(len(z), self.frames, self.features)
         if self.output == "relu":
             x = torch.minimum(torch.relu(a) + self.lo, self.hi)
@@ -90,9 +104,17 @@ class Generator(nn.Module):
             x = self.lo + (self.hi - self.lo) * (torch.tanh(a) + 1) / 2
         return torch.cat([x, x.new_zeros(len(z), self.pad, self.features)], dim=1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_with_targets(self, n: int, generator: torch.Generator | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """n samples and their target classes (None for an unconditional generator). The
+        targets are drawn after the noise from the same torch.Generator."""
         device = self.lo.device
-        return self(torch.randn(n, self.noise_dim, generator=generator).to(device))
+        z = torch.randn(n, self.noise_dim, generator=generator)
+        targets = torch.randint(self.classes, (n,), generator=generator) if self.classes else None
+        return self(z.to(device), None if targets is None else targets.to(device)), targets
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.sample_with_targets(n, generator)[0]
 
 
 # --------------------------------------------------------------------------- losses
@@ -139,6 +161,15 @@ def adversarial_gap(teacher_logits: torch.Tensor, student_logits: torch.Tensor) 
     return (teacher_logits - student_logits).abs().mean()
 
 
+def target_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the teacher's first predicted step (beam tracking: the current beam)
+    towards the generator's target class, as in DAFL's one-hot loss and Nayak et al.'s
+    class-conditional "data impressions": with targets drawn uniformly the samples cover
+    every class the teacher can be driven to, not only the few it prefers on noise."""
+    first = logits[:, 0] if logits.dim() == 3 else logits
+    return F.cross_entropy(first, targets.to(first.device))
+
+
 def generator_loss(features: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor | None, var: torch.Tensor | None, *,
                    use_metadata: bool = True, use_activation: bool = True, use_entropy: bool = True,
                    alpha: float = 1e-4, beta: float = 1e-2, meta: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -160,10 +191,28 @@ def generator_loss(features: torch.Tensor, logits: torch.Tensor, mean: torch.Ten
 
 
 # ------------------------------------------------------------------------- training
-def build_generator(cfg: Any, meta: dict[str, Any]) -> Generator:
+def teacher_classes(teacher: nn.Module, meta: dict[str, Any]) -> int:
+    """Number of classes of the teacher's output (the last logits axis), from one zero input
+    of the synthetic layout: what a conditional generator draws its targets from."""
     lay = meta["layout"]
+    device = next(teacher.parameters()).device
+    x = torch.zeros(1, int(lay["frames"]) + int(lay["pad"]), int(lay["features"]), device=device)
+    was = teacher.training
+    with torch.no_grad():
+        n = int(teacher.eval()(x).shape[-1])
+    teacher.train(was)
+    return n
+
+
+def build_generator(cfg: Any, meta: dict[str, Any], classes: int = 0) -> Generator:
+    """The recipe's generator; `classes` (the teacher's output size) is used only when
+    `cfg.targets > 0` makes the generator conditional."""
+    lay = meta["layout"]
+    classes = classes if getattr(cfg, "targets", 0.0) > 0 else 0
+    if getattr(cfg, "targets", 0.0) > 0 and classes < 2:
+        raise BeamcError(f"distill.targets = {cfg.targets} needs the teacher's number of classes, found {classes}")
     return Generator(cfg.noise_dim, cfg.generator_hidden, int(lay["frames"]), int(lay["features"]), int(lay["pad"]),
-                     float(meta["input_min"]), float(meta["input_max"]), cfg.generator_output)
+                     float(meta["input_min"]), float(meta["input_max"]), cfg.generator_output, classes)
 
 
 def metadata_stats(meta: dict[str, Any], layers: tuple[str, ...], device: torch.device
@@ -225,7 +274,7 @@ class Inversion:
         self.forward, self.taps = frozen_teacher_forward(teacher, (self.layer, *layers))
         self.opt = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr)
 
-    def losses(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def losses(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         feats, logits = self.forward(x)
         meta = layered_metadata_loss({k: feats[k] for k in self.stats}, self.stats)
         losses = generator_loss(feats[self.layer], logits, None, None, use_metadata=self.cfg.metadata_loss, use_activation=self.cfg.activation_loss,
@@ -233,13 +282,16 @@ class Inversion:
         if self.cfg.smoothness > 0:
             losses["tv"] = temporal_variation(x[:, :self.gen.frames])
             losses["loss"] = losses["loss"] + self.cfg.smoothness * losses["tv"]
+        if targets is not None and self.cfg.targets > 0:
+            losses["target"] = target_loss(logits, targets)
+            losses["loss"] = losses["loss"] + self.cfg.targets * losses["target"]
         return losses, logits
 
     def step(self, noise: torch.Generator, student: nn.Module | None = None, adversarial: float = 0.0
              ) -> dict[str, torch.Tensor]:
         self.gen.train()
-        x = self.gen.sample(self.cfg.generator_batch_size, noise)
-        losses, t_logits = self.losses(x)
+        x, targets = self.gen.sample_with_targets(self.cfg.generator_batch_size, noise)
+        losses, t_logits = self.losses(x, targets)
         total = losses["loss"]
         if student is not None and adversarial > 0:
             with eval_rnn_backward(x):  # the student runs in eval mode here
@@ -258,7 +310,7 @@ def train_generator(teacher: nn.Module, meta: dict[str, Any], cfg: Any, *, seed:
                     history_path: Path | None = None, progress: Any = None) -> tuple[Generator, list[dict[str, Any]]]:
     """Step 1 of Alg. 1: `cfg.generator_steps` Adam steps, each on a fresh noise batch."""
     torch.manual_seed(seed)
-    gen = build_generator(cfg, meta).to(device)
+    gen = build_generator(cfg, meta, teacher_classes(teacher, meta)).to(device)
     inv = Inversion(gen, teacher, meta, cfg, device)
     noise = torch.Generator().manual_seed(seed)
     history: list[dict[str, Any]] = []
@@ -278,6 +330,54 @@ def train_generator(teacher: nn.Module, meta: dict[str, Any], cfg: Any, *, seed:
     if history_path is not None:
         atomic_write_csv(history_path, history)
     return gen.eval(), history
+
+
+def atypicality(features: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """Per sample: mean over feature units of (f - mu)^2 / sigma^2, the squared distance of
+    the sample's teacher features to the saved training statistics in units of their
+    standard deviation (a diagonal Mahalanobis distance; real windows score about 1 per unit).
+    Eq. 5 fits these statistics over a batch; this scores each sample by them."""
+    f = features.reshape(len(features), -1)
+    return ((f - mean) ** 2 / var.clamp_min(1e-8)).mean(dim=1)
+
+
+def mix_samples(x: torch.Tensor, fraction: float, noise: torch.Generator) -> torch.Tensor:
+    """Replace the first round(fraction x B) samples of a batch by convex mixtures
+    lam x_i + (1 - lam) x_j of two samples of the batch, lam ~ U(0, 1) per sample (mixup of
+    generator samples, beyond the paper: a prior that needs no data). The teacher labels
+    the mixed input itself, so the student sees the teacher between the generator's modes.
+    `noise` draws the partners and weights, so a batch mixes the same way on every run."""
+    n = round(fraction * len(x))
+    if n == 0:
+        return x
+    partner = torch.randint(len(x), (n,), generator=noise).to(x.device)
+    lam = torch.rand(n, *([1] * (x.dim() - 1)), generator=noise).to(x.device, x.dtype)
+    return torch.cat([lam * x[:n] + (1 - lam) * x[partner], x[n:]])
+
+
+def inherit_layers(student: nn.Module, teacher: nn.Module, names: tuple[str, ...], freeze: bool) -> int:
+    """Copy the parameters of the teacher's modules `names` into the student's modules of the
+    same name (beyond the paper; weight inheritance as in DistilBERT's initialisation from
+    its teacher). Returns the number of parameters copied. A data-free student learns its
+    first layer only in the directions the generator's samples excite; the teacher's layer
+    was fitted on real inputs. `freeze` keeps the copies fixed while the student trains."""
+    t_mods, s_mods = dict(teacher.named_modules()), dict(student.named_modules())
+    copied = 0
+    for name in names:
+        if name not in t_mods or name not in s_mods:
+            where = "teacher" if name not in t_mods else "student"
+            raise BeamcError(f"distill.inherit: the {where} has no module '{name}'")
+        t_params, s_params = dict(t_mods[name].named_parameters()), dict(s_mods[name].named_parameters())
+        if not s_params or {k: v.shape for k, v in t_params.items()} != {k: v.shape for k, v in s_params.items()}:
+            raise BeamcError(f"distill.inherit: module '{name}': expected the teacher's parameters "
+                             f"{ {k: list(v.shape) for k, v in t_params.items()} }, the student has "
+                             f"{ {k: list(v.shape) for k, v in s_params.items()} }")
+        with torch.no_grad():
+            for key, p in s_params.items():
+                p.copy_(t_params[key])
+                p.requires_grad_(not freeze)
+                copied += p.numel()
+    return copied
 
 
 def synthesize(gen: Generator, n: int, seed: int, batch: int = 1024) -> torch.Tensor:

@@ -233,7 +233,10 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                              progress: Any, on_epoch_end: EpochHook | None) -> None:
     """Alg. 1 of the data-free paper: generator, then student, from the teacher and its
     metadata file alone. Deliberately takes no data object: nothing here can read the data set."""
-    from beamc.compress.datafree import Inversion, build_generator, read_metadata, synthesize, train_generator
+    from beamc.compress.datafree import (Inversion, atypicality, build_generator, frozen_teacher_forward, inherit_layers,
+                                         metadata_stats, mix_samples, read_metadata, synthesize, teacher_classes,
+                                         train_generator)
+    from beamc.compress.trainer import make_scheduler
     from beamc.runs import atomic_torch_save
     from beamc.tasks.base import Batch
 
@@ -242,6 +245,10 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
     if dcfg.adversarial > 0 and dcfg.student_samples != "fresh":
         raise BeamcError(f"distill.adversarial = {dcfg.adversarial} needs distill.student_samples = \"fresh\", "
                          f"found \"{dcfg.student_samples}\" (a fixed pool cannot follow a generator that keeps training)")
+    for key, off in (("mixup", 0.0), ("keep", 1.0)):
+        if getattr(dcfg, key) != off and dcfg.student_samples != "fresh":
+            raise BeamcError(f"distill.{key} = {getattr(dcfg, key)} needs distill.student_samples = \"fresh\", "
+                             f"found \"{dcfg.student_samples}\"")
     distiller = DISTILLERS.get(dcfg.method)(dcfg, None)
     final = run.file("student.pt")
     if final.exists():
@@ -250,7 +257,7 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
         param.requires_grad_(False)
     gen_path = run.file("generator.pt")
     if gen_path.exists():  # resumed run: the generator of the first attempt
-        gen = build_generator(dcfg, meta)
+        gen = build_generator(dcfg, meta, teacher_classes(teacher, meta))
         gen.load_state_dict(torch.load(gen_path, map_location="cpu", weights_only=True))
         gen = gen.to(device).eval()
     else:
@@ -259,8 +266,9 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
         atomic_torch_save({k: v.detach().cpu() for k, v in gen.state_dict().items()}, gen_path)
     torch.manual_seed(cfg.seed)
     model = build_model(recipe.student.model, recipe.student.args).to(device)
+    inherit_layers(model, teacher, tuple(dcfg.inherit), dcfg.freeze_inherited)
     teacher.eval()
-    inversion = None
+    inversion, gen_sched, select = None, None, None
     if dcfg.student_samples == "pool":
         pool = synthesize(gen, dcfg.samples, seed=cfg.seed + 1)
 
@@ -276,6 +284,11 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
         if dcfg.adversarial > 0:
             inversion = Inversion(gen, teacher, meta, dcfg, device)
             gen_noise = torch.Generator().manual_seed(cfg.seed + 2)
+            if dcfg.adversarial_schedule == "student":  # the student's [train] schedule on the generator's Adam
+                gen_sched = make_scheduler(inversion.opt, cfg)
+        if dcfg.keep < 1:
+            select = frozen_teacher_forward(teacher, (meta["layer"],))
+            mean, var = metadata_stats(meta, (meta["layer"],), device)[meta["layer"]]
 
         def batches(epoch: int):
             noise = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -288,8 +301,15 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                     model.train(was)
                     model.zero_grad(set_to_none=True)
                 with torch.no_grad():
-                    x = gen.sample(n, noise)
+                    x = gen.sample(n if select is None else round(n / dcfg.keep), noise)
+                    if select is not None:  # the n samples most typical of the teacher's training statistics
+                        score = atypicality(select[0](x)[0][meta["layer"]], mean, var)
+                        x = x[score.argsort()[:n]]
+                    if dcfg.mixup > 0:
+                        x = mix_samples(x, dcfg.mixup, noise)
                 yield Batch((x,), torch.zeros(len(x), dtype=torch.long))
+            if gen_sched is not None:
+                gen_sched.step()
 
     def step(batch):
         with torch.no_grad():
@@ -303,6 +323,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
     finally:
         if inversion is not None:
             inversion.close()
+        if select is not None:
+            select[1].close()
     if inversion is not None:  # the generator the student ended against (generator.pt: after step 1)
         atomic_torch_save({k: v.detach().cpu() for k, v in gen.state_dict().items()}, run.file("generator_final.pt"))
     save_model(final, model, recipe.student.model, recipe.student.args, recipe.task.name, method=dcfg.method, generation=1)

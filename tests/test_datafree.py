@@ -16,7 +16,7 @@ import torch
 from beamc.compress import datafree as dfm
 from beamc.compress.datafree import (Generator, Inversion, activation_loss, adversarial_gap, entropy_loss,
                                      generator_loss, layered_metadata_loss, metadata_loss, metadata_stats,
-                                     read_metadata, train_generator)
+                                     read_metadata, target_loss, train_generator)
 from beamc.compress.distillers import ModelOut
 from beamc.compress.pipeline import distill, reevaluate
 from beamc.errors import BeamcError
@@ -125,6 +125,41 @@ def test_generator_shape_range_and_padding(output):
         assert float(x[:, :8].min()) == 4.0          # clamped, not wrapped
     else:
         assert 0.0 < float(x[:, :8].min()) and float(x[:, :8].max()) < 4.0
+
+
+def test_target_loss_is_the_cross_entropy_of_the_first_step():
+    # [B=2, steps=2, C=3]; only step 0 counts (the later steps hold values that would dominate)
+    logits = torch.tensor([[[0.0, 0.0, 0.0], [90.0, 0.0, 0.0]],
+                           [[0.0, math.log(3.0), 0.0], [0.0, 0.0, 90.0]]])
+    targets = torch.tensor([1, 1])
+    # sample 0: uniform over 3 -> ln 3; sample 1: p(1) = 3 / 5 -> -ln 0.6
+    assert float(target_loss(logits, targets)) == pytest.approx((math.log(3.0) - math.log(0.6)) / 2)
+    # [B, C] logits (a task with one output step)
+    assert float(target_loss(logits[:, 0], targets)) == pytest.approx((math.log(3.0) - math.log(0.6)) / 2)
+
+
+def test_conditional_generator_draws_uniform_targets_and_depends_on_them():
+    torch.manual_seed(0)
+    g = Generator(16, 8, 2, 5, 1, 0.0, 4.0, "relu", classes=3)
+    assert g.net[0].in_features == 16 + 3
+    x, y = g.sample_with_targets(3000, torch.Generator().manual_seed(1))
+    assert x.shape == (3000, 3, 5) and y.shape == (3000,)
+    assert all(900 < c < 1100 for c in np.bincount(y.numpy(), minlength=3))
+    # the noise comes first from the torch.Generator, then the targets
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(3000, 16, generator=gen)
+    assert torch.equal(y, torch.randint(3, (3000,), generator=gen))
+    with torch.no_grad():
+        assert torch.equal(x, g(z, y))
+        # same noise, another target: another sample (the one-hot input has its own weights)
+        assert not torch.equal(g(z[:4], torch.tensor([0, 0, 0, 0])), g(z[:4], torch.tensor([1, 1, 1, 1])))
+    with pytest.raises(BeamcError, match="conditional generator \\(3 classes\\): forward needs the target classes"):
+        g(z[:2])
+    # unconditional (the paper): no targets, and the same samples as plain noise through the network
+    torch.manual_seed(0)
+    u = Generator(16, 8, 2, 5, 1, 0.0, 4.0, "relu")
+    xu, yu = u.sample_with_targets(4, torch.Generator().manual_seed(1))
+    assert yu is None and torch.equal(xu, u(torch.randn(4, 16, generator=torch.Generator().manual_seed(1))))
 
 
 # ---------------------------------------------------------------------- pipeline
@@ -240,6 +275,145 @@ def test_adversarial_step_is_eq8_minus_the_weighted_gap(teacher_run):
     assert "gap" not in plain and float(plain["loss"].detach()) == pytest.approx(float(losses["loss"].detach()), rel=1e-6)
     # the first Adam step moves each weight by about lr * sign(grad): the gap term changes some signs
     assert any(not torch.equal(a, b) for a, b in zip(moved, moved0))
+
+
+def test_target_step_adds_the_weighted_cross_entropy(teacher_run):
+    """distill.targets: the generator is conditional on the teacher's 64 beams and its loss is
+    eq. 8 plus the weight x the teacher's cross-entropy towards the drawn targets."""
+    from beamc.compress.modeling import load_model
+
+    teacher, _ = load_model(teacher_run.path / "teacher.pt")
+    meta = read_metadata(teacher_run.path / "teacher_metadata.json")
+    cfg = DISTILLERS.get("datafree").Config(**DF, targets=0.5)
+    assert dfm.teacher_classes(teacher, meta) == 64
+    torch.manual_seed(1)
+    gen = dfm.build_generator(cfg, meta, dfm.teacher_classes(teacher, meta))
+    assert gen.classes == 64
+    with pytest.raises(BeamcError, match="distill.targets = 0.5 needs the teacher's number of classes, found 0"):
+        dfm.build_generator(cfg, meta)
+    assert dfm.build_generator(DISTILLERS.get("datafree").Config(**DF), meta, 64).classes == 0
+    inv = Inversion(gen, teacher, meta, cfg, torch.device("cpu"))
+    with torch.no_grad():
+        x, y = gen.sample_with_targets(cfg.generator_batch_size, torch.Generator().manual_seed(3))
+        expect = float(target_loss(teacher(x), y))
+    losses = inv.step(torch.Generator().manual_seed(3))
+    inv.close()
+    eq8 = losses["meta"] + cfg.alpha * losses["act"] + cfg.beta * losses["ent"]
+    assert float(losses["target"].detach()) == pytest.approx(expect, rel=1e-5)
+    assert float(losses["loss"].detach()) == pytest.approx(float((eq8 + 0.5 * losses["target"]).detach()), rel=1e-6)
+
+
+@pytest.mark.parametrize("schedule, final_lr", [("constant", 2e-3), ("student", 0.0)])
+def test_adversarial_generator_follows_the_student_schedule(teacher_run, tmp_path, monkeypatch, schedule, final_lr):
+    """adversarial_schedule = "student": the generator's Adam follows the student's cosine
+    schedule and ends at 0 with it; "constant" keeps generator_lr to the end."""
+    seen: list[float] = []
+    close = Inversion.close
+
+    def record(self):
+        seen.append(self.opt.param_groups[0]["lr"])
+        close(self)
+
+    monkeypatch.setattr(Inversion, "close", record)
+    raw = tiny_raw("df", "datafree", **DF, student_samples="fresh", adversarial=0.5, generator_lr=2e-3,
+                   adversarial_schedule=schedule, targets=0.1)
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["train"].update(epochs=2, scheduler="cosine")
+    raw["output"]["evaluate"] = False
+    run = distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+    # train_generator's Inversion closes first (step 1: constant), then the student stage's
+    assert seen[0] == pytest.approx(2e-3) and seen[-1] == pytest.approx(final_lr, abs=1e-12)
+    state = torch.load(run.path / "generator_final.pt", weights_only=True)
+    assert state["net.0.weight"].shape == (DF["generator_hidden"], DF["noise_dim"] + 64)   # conditional
+
+
+def test_mix_samples_by_hand():
+    x = torch.tensor([[0.0, 0.0], [2.0, 4.0], [10.0, 10.0], [1.0, 1.0]])
+    noise = torch.Generator().manual_seed(0)
+    partner = torch.randint(4, (2,), generator=noise)
+    lam = torch.rand(2, 1, generator=noise)
+    out = dfm.mix_samples(x, 0.5, torch.Generator().manual_seed(0))
+    # the first half mixed with its drawn partners, the rest untouched
+    assert torch.allclose(out[:2], lam * x[:2] + (1 - lam) * x[partner]) and torch.equal(out[2:], x[2:])
+    # every mixture lies on the segment between its two samples: sample 0 = [0, 0], so out[0] = (1 - lam) x[partner]
+    assert torch.allclose(out[0], (1 - lam[0]) * x[partner[0]])
+    assert torch.equal(dfm.mix_samples(x, 0.0, torch.Generator().manual_seed(0)), x)
+    assert torch.equal(dfm.mix_samples(x, 0.1, torch.Generator().manual_seed(0)), x)   # round(0.4) = 0 samples
+
+
+def test_atypicality_by_hand():
+    # units with mean [1, 4] and variance [2, 4]: sample [1, 4] is at the mean, [3, 0] is
+    # ((3-1)^2 / 2 + (0-4)^2 / 4) / 2 = (2 + 4) / 2 = 3
+    score = dfm.atypicality(torch.tensor([[1.0, 4.0], [3.0, 0.0]]), MEAN, VAR)
+    assert score.tolist() == pytest.approx([0.0, 3.0])
+
+
+@pytest.mark.parametrize("key, value", [("mixup", 0.5), ("keep", 0.5)])
+def test_sample_options_need_fresh_samples(teacher_run, tmp_path, key, value):
+    raw = tiny_raw("df", "datafree", **DF, **{key: value})
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["output"]["evaluate"] = False
+    with pytest.raises(BeamcError, match=rf'distill.{key} = {value} needs distill.student_samples = "fresh", found "pool"'):
+        distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+
+
+def test_keep_trains_on_the_most_typical_samples(teacher_run, tmp_path, monkeypatch):
+    """distill.keep = 0.25: every student batch is the quarter of 4x as many generator samples
+    whose teacher hidden state is closest to the saved statistics."""
+    seen: list[torch.Tensor] = []
+    real = dfm.atypicality
+
+    def spy(f, m, v):
+        out = real(f, m, v)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(dfm, "atypicality", spy)
+    raw = tiny_raw("df", "datafree", **DF, student_samples="fresh", keep=0.25, mixup=0.5)
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["output"]["evaluate"] = False
+    run = distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+    assert (run.path / "student.pt").exists()
+    # 40 samples per epoch in batches of 16: 16, 16, 8 kept of 64, 64, 32 drawn
+    assert [len(s) for s in seen] == [64, 64, 32]
+
+
+def test_inherit_layers_copies_matching_teacher_modules():
+    from beamc.compress.modeling import build_model
+
+    torch.manual_seed(0)
+    teacher = build_model("lidar_gru", {"hidden_size": 12, "embed_dim": 8})
+    student = build_model("lidar_gru", {"hidden_size": 4, "embed_dim": 8})
+    assert dfm.inherit_layers(student, teacher, ("embed",), freeze=True) == 216 * 8 + 8
+    assert torch.equal(student.embed.weight, teacher.embed.weight) and torch.equal(student.embed.bias, teacher.embed.bias)
+    assert not student.embed.weight.requires_grad and student.gru.weight_ih_l0.requires_grad
+    assert dfm.inherit_layers(student, teacher, (), freeze=True) == 0
+    dfm.inherit_layers(student, teacher, ("embed",), freeze=False)
+    assert student.embed.weight.requires_grad
+    with pytest.raises(BeamcError, match=r"distill.inherit: module 'gru': expected the teacher's parameters .*'weight_hh_l0': \[36, 12\]"):
+        dfm.inherit_layers(student, teacher, ("gru",), freeze=False)
+    with pytest.raises(BeamcError, match="distill.inherit: the teacher has no module 'decoder'"):
+        dfm.inherit_layers(student, teacher, ("decoder",), freeze=False)
+
+
+def test_data_free_student_keeps_a_frozen_inherited_embedding(teacher_run, tmp_path):
+    from beamc.compress.modeling import load_model
+
+    raw = tiny_raw("df", "datafree", **DF, inherit=["embed"], freeze_inherited=True)
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["output"]["evaluate"] = False
+    run = distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+    student, _ = load_model(run.path / "student.pt")
+    teacher, _ = load_model(teacher_run.path / "teacher.pt")
+    assert torch.equal(student.embed.weight, teacher.embed.weight)
+    assert not torch.equal(student.fc.bias, build_student_like(student).fc.bias)   # the rest trained
+
+
+def build_student_like(student):
+    from beamc.compress.modeling import build_model
+
+    torch.manual_seed(0)   # the pipeline's initialisation of the student (train.seed = 0)
+    return build_model("lidar_gru", {"hidden_size": 4, "embed_dim": 8})
 
 
 def test_adversarial_needs_fresh_samples(teacher_run, tmp_path):

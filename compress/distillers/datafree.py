@@ -50,6 +50,24 @@ class DataFreeConfig:
     adversarial: float = opt(0.0, ge=0, doc="> 0: the generator keeps training during the student stage, one step per "
                              "student batch on eq. 8 minus this weight x the teacher-student logit gap (needs "
                              'student_samples = "fresh"); 0: fixed after step 1 (paper)')
+    adversarial_schedule: Literal["constant", "student"] = opt(
+        "constant", doc='learning rate of the adversarial generator steps: "constant" (generator_lr throughout) or '
+        '"student" (generator_lr scaled by the student\'s [train] schedule, e.g. cosine to 0, so the generator settles '
+        "with the student instead of running away from a student that can no longer follow)")
+    keep: float = opt(1.0, gt=0, le=1, doc="share of generator samples the student sees: round(batch / keep) are drawn "
+                      "and the batch keeps those whose teacher features (the metadata layer) lie closest to the saved "
+                      'mean / variance (student_samples = "fresh"; beyond the paper; 1 = all)')
+    mixup: float = opt(0.0, ge=0, le=1, doc="share of every student batch replaced by mixtures lam x_i + (1 - lam) x_j "
+                       'of two generator samples, lam ~ U(0, 1), labelled by the teacher (student_samples = "fresh"; '
+                       "beyond the paper; 0 = off)")
+    inherit: tuple[str, ...] = opt((), doc="student modules initialised with the same-named teacher module's parameters "
+                                   '(shapes must match; beyond the paper), e.g. ["embed"]: the LiDAR input embedding '
+                                   "216 -> 64, the same size in teacher and student; empty = the paper (random init)")
+    freeze_inherited: bool = opt(False, doc="keep the inherited parameters fixed while the student trains")
+    targets: float = opt(0.0, ge=0, doc="> 0: conditional generator (beyond the paper): a target class drawn uniformly "
+                         "per sample is appended to the noise and this weight x the cross-entropy of the teacher's "
+                         "first predicted step towards it is added to eq. 8 (DAFL / data impressions), so the samples "
+                         "cover every beam; 0: unconditional (paper)")
 
 
 @DISTILLERS.register("datafree")
