@@ -13,16 +13,12 @@ lr and seeds with their KD twins and differ only in beta = 0. Every run is an or
 
 Default setting: the paper's architectures and hyper-parameters at 64 x 64 masks instead of
 224 x 224 (the teacher's first MLP layer then has 256 inputs, 1,788,280 -> 313,720 parameters;
-the student is unchanged), 120 simulated sequences and 40 epochs: the full 224 x 224 teacher
-costs ~0.16 s per training window on one CPU core. Not run here: on the shared 2-core CPU a
-64 x 64 teacher epoch on 40 sequences took ~15-20 s. The committed table
-(benchmarks/results/vision_kd.md) used the smaller setting
-
-    python benchmarks/vision_kd.py --image-size 32 --sequences 40 --epochs 20 --teacher-epochs 40 \
-        --set teacher.train.lr=1e-3 --set task.latency_warmup=5 --set task.latency_iters=20
-
-(32 x 32 masks: the teacher's MLP input is 64 and it has 215,416 parameters; the teacher's
-lr 1e-4 of the paper barely moves the loss in 12 epochs, hence 1e-3), ~40 minutes in all.
+the student is unchanged), 120 simulated sequences, 40 epochs, blocks of 8 consecutive windows
+per batch (--window-block; the CNN then runs once per distinct mask). The committed table
+(benchmarks/results/vision_kd.md, which gives every command) used 128 x 128 masks (teacher 706,936
+parameters), 120 sequences, a 30-epoch teacher at lr 1e-3 and 10 student epochs, one process per
+seed side by side (--skip-selfkd --teacher-checkpoint ... --json sN.json, then --merge). The
+earlier 32 x 32 / 40-sequence table is benchmarks/results/vision_kd_32px_40seq.md.
 
 Prints ATop-1/3/5 and ADBA (eq. 21 and the tables' Y3) per model, mean +- std over seeds,
 and for each L how many seeds the KD student beats its no-KD twin; writes a per-slot plot
