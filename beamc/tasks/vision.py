@@ -73,8 +73,8 @@ class VisionTaskConfig:
     window_block: int = opt(1, ge=1, doc="training batches are drawn as blocks of this many consecutive windows of one "
                                          "sequence, and the CNN runs once per distinct frame of a batch instead of once "
                                          "per mask of every window (overlapping windows share L-1 of their L masks: "
-                                         "about 4x less CNN work at L = 8 with blocks of 8); 1 = independent windows, "
-                                         "the paper's sampling")
+                                         "about 4x less CNN work at L = 8 with blocks of 8), but correlated batches learn "
+                                         "less per epoch; 1 = independent windows, the paper's sampling")
 
 
 def _camera_only() -> DeepSenseSynthConfig:
