@@ -242,13 +242,6 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
 
     cfg, dcfg = recipe.train, recipe.distill
     meta = read_metadata(run.file(METADATA_FILE))
-    if dcfg.adversarial > 0 and dcfg.student_samples != "fresh":
-        raise BeamcError(f"distill.adversarial = {dcfg.adversarial} needs distill.student_samples = \"fresh\", "
-                         f"found \"{dcfg.student_samples}\" (a fixed pool cannot follow a generator that keeps training)")
-    for key, off in (("mixup", 0.0), ("keep", 1.0)):
-        if getattr(dcfg, key) != off and dcfg.student_samples != "fresh":
-            raise BeamcError(f"distill.{key} = {getattr(dcfg, key)} needs distill.student_samples = \"fresh\", "
-                             f"found \"{dcfg.student_samples}\"")
     distiller = DISTILLERS.get(dcfg.method)(dcfg, None)
     final = run.file("student.pt")
     if final.exists():

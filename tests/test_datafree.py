@@ -22,6 +22,7 @@ from beamc.compress.pipeline import distill, reevaluate
 from beamc.errors import BeamcError
 from beamc.recipe import recipe_from_dict
 from beamc.registry import DISTILLERS, TASKS
+from beamc.schema import SchemaError
 
 FEATS = torch.tensor([[1.0, 2.0], [3.0, 6.0]])       # batch mean [2, 4], unbiased var [2, 8]
 LOGITS = torch.tensor([[0.0, 0.0], [0.0, math.log(3.0)]])   # softmax [.5, .5] and [.25, .75]
@@ -353,8 +354,10 @@ def test_sample_options_need_fresh_samples(teacher_run, tmp_path, key, value):
     raw = tiny_raw("df", "datafree", **DF, **{key: value})
     raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
     raw["output"]["evaluate"] = False
-    with pytest.raises(BeamcError, match=rf'distill.{key} = {value} needs distill.student_samples = "fresh", found "pool"'):
+    # refused when the recipe is read, before a teacher is trained or a run folder made
+    with pytest.raises(SchemaError, match=rf'distill.{key} = {value} needs distill.student_samples = "fresh", found "pool"') as e:
         distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+    assert e.value.path == f"distill.{key}" and not (tmp_path / "runs").exists()
 
 
 def test_keep_trains_on_the_most_typical_samples(teacher_run, tmp_path, monkeypatch):
@@ -420,8 +423,10 @@ def test_adversarial_needs_fresh_samples(teacher_run, tmp_path):
     raw = tiny_raw("df", "datafree", **DF, adversarial=0.5)
     raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
     raw["output"]["evaluate"] = False
-    with pytest.raises(BeamcError, match=r'distill.adversarial = 0.5 needs distill.student_samples = "fresh", found "pool"'):
+    with pytest.raises(SchemaError, match=r'distill.adversarial = 0.5 needs distill.student_samples = "fresh", found "pool" '
+                                          r'\(a fixed pool cannot follow a generator that keeps training\)') as e:
         distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+    assert e.value.path == "distill.adversarial" and not (tmp_path / "runs").exists()
 
 
 def test_generator_training_uses_the_metadata(teacher_run):

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 import torch.nn.functional as F
 
 from beamc.registry import DISTILLERS
-from beamc.schema import opt
+from beamc.schema import SchemaError, opt
 from beamc.compress.distillers.base import Distiller, ModelOut
 from beamc.compress.losses import kd_kl
 
@@ -76,6 +76,19 @@ class DataFree(Distiller):
     needs_teacher = True
     # the pipeline must not prepare the task's data for the student stage of this method
     data_free: ClassVar[bool] = True
+    # options that act on every fresh student batch, with why a fixed pool cannot serve them
+    FRESH_ONLY: ClassVar[tuple[tuple[str, float, str], ...]] = (
+        ("adversarial", 0.0, " (a fixed pool cannot follow a generator that keeps training)"),
+        ("mixup", 0.0, ""), ("keep", 1.0, ""))
+
+    @classmethod
+    def check_recipe(cls, cfg, teacher, student) -> None:
+        if cfg.student_samples == "fresh":
+            return
+        for key, off, why in cls.FRESH_ONLY:
+            if getattr(cfg, key) != off:
+                raise SchemaError(f"distill.{key}", f'distill.{key} = {getattr(cfg, key)} needs distill.student_samples = '
+                                                    f'"fresh", found "{cfg.student_samples}"{why}')
 
     def loss(self, batch, student_out: ModelOut, teacher_out: ModelOut | None):
         s, t = student_out.logits, teacher_out.logits
