@@ -42,6 +42,7 @@ from beamc.compress.distillers import ModelOut, Taps
 from beamc.compress.modeling import (build_model, link_or_copy, load_model, resolve_device, save_model,
                                      torch_predictor)
 from beamc.compress.trainer import fit, validation
+from beamc.compress.teacher_outputs import TeacherOutputs, live_reason
 from beamc.compress.datafree import METADATA_FILE, write_metadata
 
 EpochHook = Callable[[str, int, dict[str, Any]], None]
@@ -207,17 +208,28 @@ def train_students(recipe: Recipe, data: Any, run: Run, teacher: torch.nn.Module
             stack.callback(s_taps.close)
             stack.callback(t_taps.close)
             frozen_teacher = current_teacher
+            cached = None
+            reason = live_reason(data, distiller)
+            if reason is None:
+                cached = TeacherOutputs(frozen_teacher, data, cfg.batch_size, device, progress, f"{name}: teacher outputs")
+                run.update_status(teacher_outputs=f"cached: {cached.samples} training samples, {cached.megabytes:.1f} MB")
+            elif distiller.needs_teacher:
+                run.update_status(teacher_outputs=f"live in every step: {reason}")
+            step_roles = ("student",) if cached is not None else roles
 
-            def step(batch, model=model, s_taps=s_taps, t_taps=t_taps, frozen_teacher=frozen_teacher):
+            def step(batch, model=model, s_taps=s_taps, t_taps=t_taps, frozen_teacher=frozen_teacher, cached=cached):
                 s_out = s_taps.run(model, batch.inputs)
                 t_out = None
-                if distiller.needs_teacher:
+                if cached is not None:
+                    t_out = cached(batch)
+                elif distiller.needs_teacher:
                     with torch.no_grad():
                         t_out = t_taps.run(frozen_teacher, batch.for_teacher)
                 return distiller.loss(batch, s_out, t_out)
 
             fit(model, label=name, cfg=cfg, device=device, num_batches=n_batches, progress=progress,
-                train_batches=lambda e: data.batches("train", cfg.batch_size, epoch=e, seed=cfg.seed, shuffle=True, roles=roles),
+                train_batches=lambda e, r=step_roles: data.batches("train", cfg.batch_size, epoch=e, seed=cfg.seed,
+                                                                 shuffle=True, roles=r),
                 step=step, validate=validation(data, criterion, cfg.batch_size, device, cfg.seed),
                 state_path=run.file(f"{name}.state.pt"), history_path=run.file(f"{name}_history.csv"),
                 on_epoch_end=on_epoch_end)

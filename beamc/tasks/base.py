@@ -34,7 +34,8 @@ class TensorSpec:
 @dataclass
 class Batch:
     """One minibatch. `teacher_inputs` differ from `inputs` when the teacher sees another
-    view of the same samples (e.g. 8 past frames while the student sees 3)."""
+    view of the same samples (e.g. 8 past frames while the student sees 3). Tasks with
+    `fixed_training_inputs` put the samples' indices in `extra["sample"]` (int64 tensor)."""
 
     inputs: tuple[Any, ...]
     y: Any
@@ -63,6 +64,11 @@ class TaskData:
 
     task_cfg: Any
     data_cfg: Any
+
+    # True when a training sample's inputs are the same every epoch (no re-drawn noise or
+    # augmentation) and training batches carry `extra["sample"]`: a frozen teacher's outputs
+    # can then be computed once per sample (compress.teacher_outputs) instead of every step.
+    fixed_training_inputs: ClassVar[bool] = False
 
     def input_spec(self, role: str = "student") -> list[TensorSpec]:
         return self.task.input_spec(self.task_cfg, self.data_cfg, role)

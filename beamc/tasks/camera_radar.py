@@ -195,6 +195,7 @@ def step_metrics(logits: np.ndarray, labels: np.ndarray, topk: Sequence[int]) ->
 
 # ----------------------------------------------------------------------------- data
 class CameraRadarData(TaskData):
+    fixed_training_inputs = True
     def __init__(self, task: Task, cfg: CameraRadarTaskConfig, data_cfg: CameraRadarDataConfig,
                  frames: dict[str, np.ndarray], past: np.ndarray, labels: np.ndarray,
                  splits: dict[str, np.ndarray], state: dict[str, Any], info: dict[str, Any]):
@@ -227,7 +228,8 @@ class CameraRadarData(TaskData):
 
         for w in index_batches(self.splits[split], batch_size, shuffle=shuffle, seed=seed, epoch=epoch, salt=13):
             # teacher and student see the same inputs: the student is smaller, not blinder
-            yield Batch(tuple(torch.from_numpy(x) for x in self.inputs(w)), torch.from_numpy(self.labels[w]))
+            yield Batch(tuple(torch.from_numpy(x) for x in self.inputs(w)), torch.from_numpy(self.labels[w]),
+                        extra={"sample": torch.from_numpy(w.astype(np.int64))})
 
     def evaluate(self, predict: Predictor, split: str = "test", role: str = "student") -> dict[str, Any]:
         idx = self.splits[split]

@@ -130,6 +130,7 @@ def cross_entropy_np(logits: np.ndarray, labels: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------- data
 class LidarData(TaskData):
+    fixed_training_inputs = True
     def __init__(self, task: Task, cfg: LidarTaskConfig, data_cfg: LidarDataConfig, scans: np.ndarray,
                  windows: Any, labels: np.ndarray, splits: dict[str, np.ndarray], info: dict[str, Any]):
         self.task = task
@@ -162,7 +163,8 @@ class LidarData(TaskData):
         import torch
 
         for w in index_batches(self.splits[split], batch_size, shuffle=shuffle, seed=seed, epoch=epoch, salt=13):
-            yield Batch((torch.from_numpy(self.inputs(w)),), torch.from_numpy(self.labels[w]))
+            yield Batch((torch.from_numpy(self.inputs(w)),), torch.from_numpy(self.labels[w]),
+                        extra={"sample": torch.from_numpy(w.astype(np.int64))})
 
     def evaluate(self, predict: Predictor, split: str = "test", role: str = "student") -> dict[str, Any]:
         (x,), labels = self.arrays(split, role)

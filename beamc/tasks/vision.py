@@ -190,6 +190,7 @@ SPLITS = ("train", "val", "test")
 
 
 class VisionData(TaskData):
+    fixed_training_inputs = True
     def __init__(self, task: Task, cfg: VisionTaskConfig, data_cfg: VisionDataConfig, masks: np.ndarray,
                  past: np.ndarray, labels: np.ndarray, splits: dict[str, np.ndarray], info: dict[str, Any]):
         self.task = task
@@ -235,7 +236,7 @@ class VisionData(TaskData):
                 student = (torch.from_numpy(self.inputs(w, "student")),)
             else:
                 student = teacher
-            yield Batch(student, y, teacher_inputs=teacher)
+            yield Batch(student, y, teacher_inputs=teacher, extra={"sample": torch.from_numpy(w.astype(np.int64))})
 
     def shared_frame_batch(self, windows: np.ndarray, roles: Sequence[str]) -> Batch:
         """Windows as (frames [F, S, S], index [B, L]): each distinct mask once, and per window
@@ -249,7 +250,8 @@ class VisionData(TaskData):
         where = torch.from_numpy(where.reshape(rows.shape).astype(np.int64))
         view = {r: (frames, where[:, -self.seq_len(r):]) for r in roles}
         student = view.get("student", view.get("teacher"))
-        return Batch(student, torch.from_numpy(self.labels[windows]), teacher_inputs=view.get("teacher"))
+        return Batch(student, torch.from_numpy(self.labels[windows]), teacher_inputs=view.get("teacher"),
+                     extra={"sample": torch.from_numpy(np.asarray(windows, dtype=np.int64))})
 
     def predict_split(self, predict: Predictor, split: str, role: str, chunk: int = 64) -> np.ndarray:
         idx = self.splits[split]
