@@ -14,22 +14,18 @@ cache in student steps: after that many steps (a fraction of one epoch) the cach
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from dataclasses import replace
 
 import torch
+
+from step_timing import add_step_options, interleaved_step_seconds, median, simulated_vision
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--image-size", type=int, default=128)
-    ap.add_argument("--sequences", type=int, default=40)
     ap.add_argument("--length", type=int, default=3, choices=[3, 5, 8], help="student_seq_len")
     ap.add_argument("--window-block", type=int, default=8)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--batches", type=int, default=10, help="timed training steps per setting and round")
-    ap.add_argument("--rounds", type=int, default=3)
+    add_step_options(ap)
     args = ap.parse_args()
 
     from beamc.compress.distillers.base import ModelOut
@@ -37,13 +33,8 @@ def main() -> None:
     from beamc.compress.losses import focal_loss
     from beamc.compress.modeling import build_model
     from beamc.compress.teacher_outputs import TeacherOutputs
-    from beamc.registry import TASKS
-    from beamc.tasks.vision import VisionDataConfig, VisionTaskConfig
 
-    dc = VisionDataConfig()
-    dc = replace(dc, synth=replace(dc.synth, sequences=args.sequences))
-    cfg = VisionTaskConfig(image_size=args.image_size, student_seq_len=args.length, window_block=args.window_block)
-    data = TASKS.get("vision").prepare(cfg, dc, progress=False)
+    data = simulated_vision(args.image_size, args.sequences, student_seq_len=args.length, window_block=args.window_block)
     torch.manual_seed(0)
     teacher = build_model("vision_teacher", {"image_size": args.image_size}).eval()
     for p in teacher.parameters():
@@ -53,29 +44,28 @@ def main() -> None:
     fill_s = time.perf_counter() - t0
     kd = IKD(IKDConfig(temperature=4.0, alpha=0.4), lambda z, y: focal_loss(z, y, 1.0, 2.0))
 
-    seconds: dict[str, list[float]] = {"live": [], "cached": []}
-    for r in range(args.rounds):
-        for mode in seconds:   # interleaved, so load changes hit both alike
+    def kd_steps(live: bool):
+        def steps(r: int):
             torch.manual_seed(0)
             student = build_model("vision_student", {}).train()
             opt = torch.optim.Adam(student.parameters())
-            roles = ("student", "teacher") if mode == "live" else ("student",)
-            for i, batch in enumerate(data.batches("train", args.batch_size, epoch=r, seed=0, shuffle=True, roles=roles)):
-                if i > args.batches:
-                    break
-                t0 = time.perf_counter()
-                if mode == "live":
-                    with torch.no_grad():
-                        t_out = ModelOut(teacher(*batch.for_teacher))
-                else:
-                    t_out = cached(batch)
-                losses = kd.loss(batch, ModelOut(student(*batch.inputs)), t_out)
-                opt.zero_grad()
-                losses["loss"].backward()
-                opt.step()
-                if i > 0:   # the first step of a fresh model warms the allocator up
-                    seconds[mode].append(time.perf_counter() - t0)
-    live, fast = statistics.median(seconds["live"]), statistics.median(seconds["cached"])
+            roles = ("student", "teacher") if live else ("student",)
+            for batch in data.batches("train", args.batch_size, epoch=r, seed=0, shuffle=True, roles=roles):
+                def step(batch=batch):
+                    if live:
+                        with torch.no_grad():
+                            t_out = ModelOut(teacher(*batch.for_teacher))
+                    else:
+                        t_out = cached(batch)
+                    losses = kd.loss(batch, ModelOut(student(*batch.inputs)), t_out)
+                    opt.zero_grad()
+                    losses["loss"].backward()
+                    opt.step()
+                yield step
+        return steps
+
+    seconds = interleaved_step_seconds({"live": kd_steps(True), "cached": kd_steps(False)}, args.batches, args.rounds)
+    live, fast = median(seconds["live"]), median(seconds["cached"])
     steps_per_epoch = -(-data.split_size("train") // args.batch_size)
     print(f"student L = {args.length} with IKD from the teacher (L = 8), {args.image_size} x {args.image_size}, "
           f"batch {args.batch_size}, window_block {args.window_block}, {args.sequences} sequences "

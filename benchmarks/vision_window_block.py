@@ -14,60 +14,51 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from dataclasses import replace
 
 import torch
+
+from step_timing import add_step_options, interleaved_step_seconds, median, simulated_vision
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=["vision_teacher", "vision_student"], default="vision_teacher")
-    ap.add_argument("--image-size", type=int, default=128)
-    ap.add_argument("--sequences", type=int, default=40)
     ap.add_argument("--block", type=int, default=8)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--batches", type=int, default=10, help="timed training steps per setting and round")
-    ap.add_argument("--rounds", type=int, default=3)
+    add_step_options(ap)
     args = ap.parse_args()
 
     from beamc.compress.modeling import build_model
-    from beamc.registry import TASKS
-    from beamc.tasks.vision import VisionDataConfig, VisionTaskConfig
 
-    dc = VisionDataConfig()
-    dc = replace(dc, synth=replace(dc.synth, sequences=args.sequences))
-    data = {b: TASKS.get("vision").prepare(VisionTaskConfig(image_size=args.image_size, window_block=b), dc, progress=False)
-            for b in (1, args.block)}
+    data = {b: simulated_vision(args.image_size, args.sequences, window_block=b) for b in (1, args.block)}
     model_args = {"image_size": args.image_size} if args.model == "vision_teacher" else {}
     role = "teacher" if args.model == "vision_teacher" else "student"
-    seconds: dict[int, list[float]] = {b: [] for b in data}
     masks: dict[int, list[int]] = {b: [] for b in data}
-    for r in range(args.rounds):
-        for b, d in data.items():   # interleaved, so load changes hit both settings alike
+
+    def training_steps(block: int):
+        def steps(r: int):
             torch.manual_seed(0)
             model = build_model(args.model, model_args).train()
             opt = torch.optim.Adam(model.parameters())
-            batches = d.batches("train", args.batch_size, epoch=r, seed=0, shuffle=True, roles=(role,))
-            for i, batch in enumerate(batches):
-                if i > args.batches:
-                    break
-                t0 = time.perf_counter()
-                out = model(*(batch.for_teacher if role == "teacher" else batch.inputs))
-                loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), batch.y.reshape(-1))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if i > 0:   # the first step of a fresh model warms the allocator up
-                    seconds[b].append(time.perf_counter() - t0)
-                    first = batch.inputs[0]
-                    masks[b].append(len(first) if b > 1 else first.shape[0] * first.shape[1])
+            for batch in data[block].batches("train", args.batch_size, epoch=r, seed=0, shuffle=True, roles=(role,)):
+                first = batch.inputs[0]
+                masks[block].append(len(first) if block > 1 else first.shape[0] * first.shape[1])
+
+                def step(batch=batch):
+                    out = model(*(batch.for_teacher if role == "teacher" else batch.inputs))
+                    loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), batch.y.reshape(-1))
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                yield step
+        return steps
+
+    seconds = interleaved_step_seconds({b: training_steps(b) for b in data}, args.batches, args.rounds)
     print(f"{args.model}, {args.image_size} x {args.image_size}, batch {args.batch_size}, {args.sequences} sequences, "
           f"{torch.get_num_threads()} threads, {args.rounds} rounds x {args.batches} steps")
     for b in data:
         print(f"  window_block {b:2d}: {statistics.mean(masks[b]):6.1f} CNN passes per batch, "
-              f"{statistics.median(seconds[b]):.3f} s per training step")
-    print(f"  ratio (block 1 / block {args.block}): {statistics.median(seconds[1]) / statistics.median(seconds[args.block]):.2f}x")
+              f"{median(seconds[b]):.3f} s per training step")
+    print(f"  ratio (block 1 / block {args.block}): {median(seconds[1]) / median(seconds[args.block]):.2f}x")
 
 
 if __name__ == "__main__":
