@@ -60,13 +60,24 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
+def selfkd_part(run_dir: Path) -> dict:
+    """The teacher and self-KD rows of a finished `beamc distill recipes/vision_teacher_selfkd.toml` run
+    (the form a --json file has)."""
+    m = read_metrics(run_dir)
+    if m.get("method") != "self":
+        raise SystemExit(f"{run_dir}: --merge takes --json files or self-KD run folders; this run's method is {m.get('method')!r}")
+    models = {"teacher": m["models"]["teacher"], "teacher (self-KD)": m["models"]["student"]}
+    return {"overrides": [], "rows": {label: {"0": v["metrics"]} for label, v in models.items()},
+            "costs": {label: {k: v[k] for k in ("params", "flops", "latency_ms")} for label, v in models.items()}}
+
+
 def merge(paths: list[Path]) -> tuple[dict, dict, list[str], list[str]]:
     """Rows and costs of several --json files (seed keys come back from JSON as strings)."""
     rows: dict[str, dict[int, dict]] = {}
     costs: dict[str, dict] = {}
     common: list[str] = []
     for path in paths:
-        part = json.loads(path.read_text())
+        part = selfkd_part(path) if path.is_dir() else json.loads(path.read_text())
         common = common or part["overrides"]
         for label, by_seed in part["rows"].items():
             rows.setdefault(label, {}).update({int(k): v for k, v in by_seed.items()})
@@ -100,7 +111,7 @@ def train_all(args: argparse.Namespace, console: Console) -> tuple[dict, dict, l
         costs = {"teacher": selfkd["models"]["teacher"], "teacher (self-KD)": selfkd["models"]["student"]}
     for seed in args.seeds:
         for length in args.lengths:
-            for kd in (False, True):
+            for kd in (m == "kd" for m in args.methods):
                 extra = [f"train.seed={seed}"]
                 if teacher_ckpt is not None:
                     extra.append(f"teacher.checkpoint={json.dumps(str(teacher_ckpt))}")
@@ -119,6 +130,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS), choices=LENGTHS)
+    ap.add_argument("--methods", nargs="+", choices=["none", "kd"], default=["none", "kd"],
+                    help="which students per seed and L: no KD, KD or both (e.g. only KD again with another teacher; "
+                         "--merge with the earlier --json files)")
     ap.add_argument("--image-size", type=int, default=64, help="task.image_size and teacher.args.image_size")
     ap.add_argument("--sequences", type=int, default=120, help="data.synth.sequences")
     ap.add_argument("--window-block", type=int, default=8,
@@ -136,7 +150,8 @@ def main() -> None:
     ap.add_argument("--skip-selfkd", action="store_true",
                     help="no self-KD run (its row is left out; the teacher row comes from the students' runs)")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
-                    help="only combine the --json files of earlier invocations (e.g. one per seed, run side by side)")
+                    help="only combine the --json files of earlier invocations (e.g. one per seed, run side by side) "
+                         "and self-KD run folders (beamc distill recipes/vision_teacher_selfkd.toml)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra recipe override for every run")
     ap.add_argument("--out", type=Path, default=Path("runs/vision_kd"))
     ap.add_argument("--json", type=Path, default=None)
@@ -158,10 +173,11 @@ def main() -> None:
     lines = []
     for label, by_seed in rows.items():
         wins = ["", ""]
-        if label.endswith(" KD") and not label.endswith("no KD"):
-            twin = rows[label.replace(" KD", " no KD")]
+        twin = rows.get(label.replace(" KD", " no KD"), {}) if label.endswith(" KD") and not label.endswith("no KD") else {}
+        paired = [s for s in by_seed if s in twin]
+        if paired:
             # a seed counts when the KD student of that seed beats the no-KD student of the same seed
-            wins = [f"{sum(by_seed[s][k] > twin[s][k] for s in by_seed)}/{len(by_seed)}" for k in ("atop5", "adba")]
+            wins = [f"{sum(by_seed[s][k] > twin[s][k] for s in paired)}/{len(paired)}" for k in ("atop5", "adba")]
         row = [label, str(len(by_seed)), *(mean_std([v[k] for v in by_seed.values()]) for k in KEYS),
                f"{costs[label]['params']:,}", f"{costs[label]['flops'] / 1e6:.1f} M", *wins]
         table.add_row(*row)
