@@ -60,15 +60,26 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
-def selfkd_part(run_dir: Path) -> dict:
-    """The teacher and self-KD rows of a finished `beamc distill recipes/vision_teacher_selfkd.toml` run
-    (the form a --json file has)."""
+def run_part(run_dir: Path) -> dict:
+    """The rows of one finished vision run folder, in the form a --json file has: the teacher and
+    self-KD rows of a `vision_teacher_selfkd` run, or the teacher and the student row (seed from
+    its train.seed) of a student run."""
+    import tomllib
+
     m = read_metrics(run_dir)
-    if m.get("method") != "self":
-        raise SystemExit(f"{run_dir}: --merge takes --json files or self-KD run folders; this run's method is {m.get('method')!r}")
-    models = {"teacher": m["models"]["teacher"], "teacher (self-KD)": m["models"]["student"]}
-    return {"overrides": [], "rows": {label: {"0": v["metrics"]} for label, v in models.items()},
-            "costs": {label: {k: v[k] for k in ("params", "flops", "latency_ms")} for label, v in models.items()}}
+    if m.get("task") != "vision":
+        raise SystemExit(f"{run_dir}: not a vision run (task {m.get('task')!r})")
+    recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
+    seed = str(recipe["train"]["seed"])
+    if m.get("method") == "self":
+        labels = {"teacher": "teacher", "teacher (self-KD)": "student"}
+        seed = "0"
+    else:
+        kd = "no KD" if m.get("method") == "none" else "KD"
+        labels = {"teacher": "teacher", f"student L={recipe['task']['student_seq_len']} {kd}": "student"}
+    rows = {label: {"0" if label == "teacher" else seed: m["models"][role]["metrics"]} for label, role in labels.items()}
+    costs = {label: {k: m["models"][role][k] for k in ("params", "flops", "latency_ms")} for label, role in labels.items()}
+    return {"overrides": [], "rows": rows, "costs": costs}
 
 
 def merge(paths: list[Path]) -> tuple[dict, dict, list[str], list[str]]:
@@ -77,7 +88,7 @@ def merge(paths: list[Path]) -> tuple[dict, dict, list[str], list[str]]:
     costs: dict[str, dict] = {}
     common: list[str] = []
     for path in paths:
-        part = selfkd_part(path) if path.is_dir() else json.loads(path.read_text())
+        part = run_part(path) if path.is_dir() else json.loads(path.read_text())
         common = common or part["overrides"]
         for label, by_seed in part["rows"].items():
             rows.setdefault(label, {}).update({int(k): v for k, v in by_seed.items()})
@@ -151,7 +162,7 @@ def main() -> None:
                     help="no self-KD run (its row is left out; the teacher row comes from the students' runs)")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
                     help="only combine the --json files of earlier invocations (e.g. one per seed, run side by side) "
-                         "and self-KD run folders (beamc distill recipes/vision_teacher_selfkd.toml)")
+                         "and finished run folders (a vision_teacher_selfkd run, or one student run)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra recipe override for every run")
     ap.add_argument("--out", type=Path, default=Path("runs/vision_kd"))
     ap.add_argument("--json", type=Path, default=None)
