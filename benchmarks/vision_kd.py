@@ -16,9 +16,10 @@ Default setting: the paper's architectures and hyper-parameters at 64 x 64 masks
 the student is unchanged), 120 simulated sequences, 40 epochs, blocks of 8 consecutive windows
 per batch (--window-block; the CNN then runs once per distinct mask). The committed table
 (benchmarks/results/vision_kd.md, which gives every command) used 128 x 128 masks (teacher 706,936
-parameters), 120 sequences, a 30-epoch teacher at lr 1e-3 and 10 student epochs, one process per
-seed side by side (--skip-selfkd --teacher-checkpoint ... --json sN.json, then --merge). The
-earlier 32 x 32 / 40-sequence table is benchmarks/results/vision_kd_32px_40seq.md.
+parameters), 120 sequences, a 30-epoch teacher at lr 1e-3, 30-epoch self-KD and students, one
+process per seed side by side (--skip-selfkd --teacher-checkpoint ... --json sN.json, then --merge
+of the JSON files and run folders). Earlier tables: 10 student epochs
+(benchmarks/results/vision_kd_128px_10ep.md) and 32 x 32 / 40 sequences (vision_kd_32px_40seq.md).
 
 Prints ATop-1/3/5 and ADBA (eq. 21 and the tables' Y3) per model, mean +- std over seeds,
 and for each L how many seeds the KD student beats its no-KD twin; writes a per-slot plot

@@ -7,7 +7,7 @@ CNN once (window_block = N), measured side by side in one run on the embedded si
 
 Prints, per setting, the distinct masks the CNN sees per batch and the median seconds per
 training step (forward, backward, Adam) over interleaved rounds, and the ratio. Only the cost
-per step: at equal epochs blocks learn less (benchmarks/results/vision_kd.md measures that).
+per step: at equal epochs blocks learn less (benchmarks/results/vision_kd_128px_10ep.md measures that).
 """
 
 from __future__ import annotations
