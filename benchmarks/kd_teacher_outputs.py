@@ -14,11 +14,12 @@ cache in student steps: after that many steps (a fraction of one epoch) the cach
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
 
-from step_timing import add_step_options, interleaved_step_seconds, median, simulated_vision
+from step_timing import add_step_options, interleaved_step_seconds, simulated_vision
 
 
 def main() -> None:
@@ -65,7 +66,7 @@ def main() -> None:
         return steps
 
     seconds = interleaved_step_seconds({"live": kd_steps(True), "cached": kd_steps(False)}, args.batches, args.rounds)
-    live, fast = median(seconds["live"]), median(seconds["cached"])
+    live, fast = statistics.median(seconds["live"]), statistics.median(seconds["cached"])
     steps_per_epoch = -(-data.split_size("train") // args.batch_size)
     print(f"student L = {args.length} with IKD from the teacher (L = 8), {args.image_size} x {args.image_size}, "
           f"batch {args.batch_size}, window_block {args.window_block}, {args.sequences} sequences "

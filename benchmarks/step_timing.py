@@ -4,7 +4,6 @@ the simulated data they time on, their common options, and the interleaved timin
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -45,7 +44,3 @@ def interleaved_step_seconds(settings: dict[str, Callable[[int], Iterable[Callab
                 if i > 0:
                     seconds[name].append(time.perf_counter() - t0)
     return seconds
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)

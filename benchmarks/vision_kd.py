@@ -83,17 +83,26 @@ def run_part(run_dir: Path) -> dict:
     return {"overrides": [], "rows": rows, "costs": costs}
 
 
-def merge(paths: list[Path]) -> tuple[dict, dict, list[str], list[str]]:
-    """Rows and costs of several --json files (seed keys come back from JSON as strings)."""
+def combine(parts: list[dict]) -> tuple[dict, dict, list[str]]:
+    """Rows, costs and overrides of several parts (the form of a --json file; seed keys may be
+    strings, as JSON gives them back). The first part's teacher row stands: students taught by the
+    self-KD network evaluate that network as their "teacher"."""
     rows: dict[str, dict[int, dict]] = {}
     costs: dict[str, dict] = {}
     common: list[str] = []
-    for path in paths:
-        part = run_part(path) if path.is_dir() else json.loads(path.read_text())
+    for part in parts:
         common = common or part["overrides"]
         for label, by_seed in part["rows"].items():
+            if label == "teacher" and label in rows:
+                continue
             rows.setdefault(label, {}).update({int(k): v for k, v in by_seed.items()})
-        costs.update(part["costs"])
+            costs[label] = part["costs"][label]
+    return rows, costs, common
+
+
+def merge(paths: list[Path]) -> tuple[dict, dict, list[str], list[str]]:
+    """--merge: --json files of earlier invocations and finished run folders."""
+    rows, costs, common = combine([run_part(p) if p.is_dir() else json.loads(p.read_text()) for p in paths])
     return rows, costs, common, []
 
 
@@ -107,20 +116,16 @@ def train_all(args: argparse.Namespace, console: Console) -> tuple[dict, dict, l
     selfkd_epochs = args.selfkd_epochs or args.teacher_epochs
     selfkd_epochs = [] if selfkd_epochs is None else [f"train.epochs={selfkd_epochs}"]
     console.print(f"overrides for every run: {' '.join('--set ' + o for o in common)}")
-    rows: dict[str, dict[int, dict]] = {}   # model label -> seed -> vision metrics of the test split
-
+    parts = []   # one per run, in order: the self-KD run (teacher and self-KD rows) first
     given = [] if args.teacher_checkpoint is None else [f"teacher.checkpoint={json.dumps(str(args.teacher_checkpoint))}"]
-    costs: dict[str, dict] = {}
     if args.skip_selfkd:
         if args.kd_teacher == "selfkd":
             raise SystemExit("--skip-selfkd needs --kd-teacher teacher")
         teacher_ckpt = args.teacher_checkpoint
     else:
         selfkd = run_recipe("vision_teacher_selfkd", [*common, *selfkd_epochs, *given, "train.seed=0"], args.out, console)
-        rows["teacher"] = {0: selfkd["models"]["teacher"]["metrics"]}
-        rows["teacher (self-KD)"] = {0: selfkd["models"]["student"]["metrics"]}
+        parts.append(run_part(Path(selfkd["run"])))
         teacher_ckpt = Path(selfkd["run"]) / "student.pt" if args.kd_teacher == "selfkd" else args.teacher_checkpoint
-        costs = {"teacher": selfkd["models"]["teacher"], "teacher (self-KD)": selfkd["models"]["student"]}
     for seed in args.seeds:
         for length in args.lengths:
             for kd in (m == "kd" for m in args.methods):
@@ -128,13 +133,9 @@ def train_all(args: argparse.Namespace, console: Console) -> tuple[dict, dict, l
                 if teacher_ckpt is not None:
                     extra.append(f"teacher.checkpoint={json.dumps(str(teacher_ckpt))}")
                 name = f"vision_student_l{length}" + ("_kd" if kd else "")
-                m = run_recipe(name, [*common, *extra], args.out, console)
-                if "teacher" not in rows:   # --skip-selfkd: every student run evaluates its teacher too
-                    rows["teacher"] = {0: m["models"]["teacher"]["metrics"]}
-                    costs["teacher"] = m["models"]["teacher"]
-                label = f"student L={length} " + ("KD" if kd else "no KD")
-                rows.setdefault(label, {})[seed] = m["models"]["student"]["metrics"]
-                costs[label] = m["models"]["student"]
+                # with --skip-selfkd the first student run's teacher row is the teacher's
+                parts.append(run_part(Path(run_recipe(name, [*common, *extra], args.out, console)["run"])))
+    rows, costs, _ = combine(parts)
     return rows, costs, common, selfkd_epochs
 
 

@@ -17,7 +17,7 @@ import statistics
 
 import torch
 
-from step_timing import add_step_options, interleaved_step_seconds, median, simulated_vision
+from step_timing import add_step_options, interleaved_step_seconds, simulated_vision
 
 
 def main() -> None:
@@ -57,8 +57,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, {args.rounds} rounds x {args.batches} steps")
     for b in data:
         print(f"  window_block {b:2d}: {statistics.mean(masks[b]):6.1f} CNN passes per batch, "
-              f"{median(seconds[b]):.3f} s per training step")
-    print(f"  ratio (block 1 / block {args.block}): {median(seconds[1]) / median(seconds[args.block]):.2f}x")
+              f"{statistics.median(seconds[b]):.3f} s per training step")
+    print(f"  ratio (block 1 / block {args.block}): {statistics.median(seconds[1]) / statistics.median(seconds[args.block]):.2f}x")
 
 
 if __name__ == "__main__":

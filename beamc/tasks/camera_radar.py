@@ -196,6 +196,7 @@ def step_metrics(logits: np.ndarray, labels: np.ndarray, topk: Sequence[int]) ->
 # ----------------------------------------------------------------------------- data
 class CameraRadarData(TaskData):
     fixed_training_inputs = True
+
     def __init__(self, task: Task, cfg: CameraRadarTaskConfig, data_cfg: CameraRadarDataConfig,
                  frames: dict[str, np.ndarray], past: np.ndarray, labels: np.ndarray,
                  splits: dict[str, np.ndarray], state: dict[str, Any], info: dict[str, Any]):

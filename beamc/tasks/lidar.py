@@ -131,6 +131,7 @@ def cross_entropy_np(logits: np.ndarray, labels: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- data
 class LidarData(TaskData):
     fixed_training_inputs = True
+
     def __init__(self, task: Task, cfg: LidarTaskConfig, data_cfg: LidarDataConfig, scans: np.ndarray,
                  windows: Any, labels: np.ndarray, splits: dict[str, np.ndarray], info: dict[str, Any]):
         self.task = task

@@ -191,6 +191,7 @@ SPLITS = ("train", "val", "test")
 
 class VisionData(TaskData):
     fixed_training_inputs = True
+
     def __init__(self, task: Task, cfg: VisionTaskConfig, data_cfg: VisionDataConfig, masks: np.ndarray,
                  past: np.ndarray, labels: np.ndarray, splits: dict[str, np.ndarray], info: dict[str, Any]):
         self.task = task
