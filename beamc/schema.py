@@ -183,8 +183,9 @@ def fields_of(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
     return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls) if f.init}
 
 
-def parse(cls: type, raw: Any, path: str = "") -> Any:
-    """Build dataclass `cls` from a TOML table, validating every key."""
+def parse(cls: type, raw: Any, path: str = "", base: Any = None) -> Any:
+    """Build dataclass `cls` from a TOML table, validating every key. Keys the table leaves
+    out come from `base` (an instance of `cls`) when given, else from the class defaults."""
     where = path or "top level"
     if not isinstance(raw, Mapping):
         raise SchemaError(path, f"{where}: expected a table, found {_fmt(raw)}")
@@ -198,12 +199,18 @@ def parse(cls: type, raw: Any, path: str = "") -> Any:
     for name, (f, tp) in known.items():
         full = f"{path}.{name}" if path else name
         if name in raw:
-            value = convert(tp, raw[name], full)
+            if dataclasses.is_dataclass(tp) and f.default_factory is not MISSING and isinstance(raw[name], Mapping):
+                # a nested table overrides the instance its field's factory builds, not the
+                # class defaults: the vision task's `data.synth` defaults to camera only, and a
+                # recipe's `[data.synth] sequences = 40` must not bring the radar back (1 MB a frame)
+                value = parse(tp, raw[name], full, base=f.default_factory())
+            else:
+                value = convert(tp, raw[name], full)
             _check_bounds(value, f.metadata, tp, full)
             values[name] = value
-        elif f.default is MISSING and f.default_factory is MISSING:
+        elif base is None and f.default is MISSING and f.default_factory is MISSING:
             raise SchemaError(full, f"missing required key '{full}' ({f.metadata.get('doc') or describe(tp)})")
-    return cls(**values)
+    return dataclasses.replace(base, **values) if base is not None else cls(**values)
 
 
 def to_dict(obj: Any) -> Any:

@@ -145,3 +145,19 @@ def test_schema_reference_shows_the_task_defaults_of_nested_tables():
     assert rows["data.synth.night_fraction"] == "0.3" and rows["data.synth.lidar"] == "False"
     assert rows["data.synth.radar"] == "True"
     assert {k: d for k, _, d, _ in schema_rows("lidar")}["data.synth.camera"] == "False"
+
+
+def test_a_partial_nested_table_keeps_the_task_defaults_it_leaves_out():
+    # [data.synth] sequences = 40 in a vision recipe: still camera only (the task's factory),
+    # not the simulator's every-sensor default that costs 1 MB of radar per frame
+    r = load_recipe(REPO / "recipes" / "vision_teacher.toml", ["data.synth.other_vehicles=0.5"])
+    synth = r.data.synth
+    assert (synth.sequences, synth.other_vehicles) == (40, 0.5)
+    assert (synth.camera, synth.lidar, synth.radar, synth.gps) == (True, False, False, False)
+    lidar = load_recipe(REPO / "recipes" / "lidar_teacher.toml").data.synth
+    assert (lidar.sequences, lidar.camera, lidar.lidar, lidar.radar) == (120, False, True, False)
+    cr = load_recipe(REPO / "recipes" / "camera_radar_teacher.toml", ["data.synth.sequences=7"]).data.synth
+    assert (cr.sequences, cr.night_fraction, cr.lidar, cr.radar) == (7, 0.3, False, True)
+    with pytest.raises(SchemaError) as e:
+        load_recipe(REPO / "recipes" / "vision_teacher.toml", ["data.synth.radr=true"])
+    assert "unknown key 'data.synth.radr' (did you mean 'data.synth.radar'?)" in str(e.value)

@@ -83,6 +83,22 @@ def test_disabled_modalities_drop_their_columns(tmp_path):
     assert "unit1_rgb" not in sc.columns and "unit1_beam_index" in sc.columns and sc.n == 5
 
 
+def test_each_sensor_is_the_same_with_the_others_switched_off():
+    # the LiDAR task's scenario has no camera or radar, the vision task's no LiDAR or radar:
+    # the data a task reads must not depend on which other sensors were simulated
+    cfg = replace(TINY, sequences=2)
+    full = list(v2i.frames(cfg))
+    lidar_only = list(v2i.frames(replace(cfg, camera=False, radar=False, gps=False)))
+    camera_only = list(v2i.frames(replace(cfg, lidar=False, radar=False, gps=False)))
+    camera_radar = list(v2i.frames(replace(cfg, lidar=False, gps=False)))
+    assert len(full) == len(lidar_only) == len(camera_only) == 10
+    for f, lo, co, cr in zip(full, lidar_only, camera_only, camera_radar):
+        assert np.array_equal(f.power, lo.power) and np.array_equal(f.power, co.power)
+        assert np.array_equal(f.lidar, lo.lidar) and np.array_equal(f.lidar_raw, lo.lidar_raw)
+        assert np.array_equal(f.image, co.image) and np.array_equal(f.image, cr.image)
+        assert np.array_equal(f.radar, cr.radar)
+
+
 def test_bad_configuration_and_output(tmp_path, tiny):
     with pytest.raises(BeamcError) as e:
         v2i.generate(replace(TINY, min_frames=10, max_frames=5), tmp_path / "x")

@@ -39,7 +39,7 @@ from beamc.data.synth import v2i_beams, v2i_camera, v2i_scene, v2i_sensors
 from beamc.errors import BeamcError
 from beamc.schema import opt
 
-GENERATOR_VERSION = 2  # bump when the output changes so cached scenarios are rebuilt
+GENERATOR_VERSION = 3  # bump when the output changes so cached scenarios are rebuilt (3: LiDAR noise on its own stream)
 CSV_NAME = "scenario_synth.csv"
 TRUTH_FILE = "beamc_truth.npz"
 CONFIG_FILE = "beamc_synth.json"
@@ -153,7 +153,9 @@ def frames(cfg: DeepSenseSynthConfig) -> Iterator[Frame]:
             if cfg.camera:
                 f.image = v2i_camera.render(st, w, cam, bg, p.brightness, noise, rng, night if p.night else None)
             if cfg.lidar:
-                f.lidar, f.lidar_raw = v2i_sensors.lidar_scans(st, w, rng)
+                # its own stream: the scans must not change with the camera or radar switched off
+                # (the LiDAR task's scenario has neither)
+                f.lidar, f.lidar_raw = v2i_sensors.lidar_scans(st, w, np.random.default_rng([cfg.seed, 5, p.seq_id, k]))
             if cfg.radar:
                 f.radar = v2i_sensors.radar_cube(st, w, rng)
             if cfg.gps:
