@@ -41,6 +41,7 @@ from beamc.runs import (Run, atomic_write_json, atomic_write_text, find_resumabl
 from beamc.compress.distillers import ModelOut, Taps
 from beamc.compress.modeling import (build_model, link_or_copy, load_model, resolve_device, save_model,
                                      torch_predictor)
+from beamc.progress import stage_progress
 from beamc.compress.trainer import fit, validation
 from beamc.compress.teacher_outputs import TeacherOutputs, live_reason
 from beamc.compress.datafree import METADATA_FILE, write_metadata
@@ -72,15 +73,6 @@ def open_run(recipe: Recipe, out: str | Path | None, resume: bool) -> Run:
     run.update_status(source=recipe.source, overrides=list(recipe.overrides), versions=versions(),
                       command=" ".join(sys.argv))
     return run
-
-
-def _progress(enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), transient=False)
 
 
 # --------------------------------------------------------------------------- teacher
@@ -430,7 +422,7 @@ def distill(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fal
             if (ready / "preprocess.json").exists():
                 link_or_copy(ready / "preprocess.json", run.file("preprocess.json"))
         device = resolve_device(recipe.train.device)
-        prog = _progress(progress)
+        prog = stage_progress(progress)
         with prog if prog is not None else ExitStack():
             teacher = obtain_teacher(recipe, data, run, device, prog, on_epoch_end)
             run.mark_stage("teacher")

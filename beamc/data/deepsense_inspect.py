@@ -16,6 +16,7 @@ import numpy as np
 
 from beamc.data import deepsense as ds
 from beamc.errors import BeamcError
+from beamc.progress import track
 
 SHEET_FRAMES = 4
 
@@ -43,7 +44,7 @@ def inspect_scenario(root: str | Path, *, lenient: bool = False, csv_name: str |
     per_modality: dict[str, int] = {}
     jobs = [(m, i) for m in sc.modalities for i in range(sc.n)]
     seen_bs = set()
-    for m, i in _progress(jobs, f"checking {len(jobs)} files", progress):
+    for m, i in track(jobs, f"checking {len(jobs)} files", progress):
         if m == "gps_bs":  # one shared file: check it once
             if sc.paths[m][i] in seen_bs:
                 continue
@@ -73,19 +74,6 @@ def inspect_scenario(root: str | Path, *, lenient: bool = False, csv_name: str |
     if sheet is not None:
         info["contact_sheet"] = str(contact_sheet(sc, Path(sheet)))
     return info
-
-
-def _progress(items, label: str, show: bool):
-    if not show:
-        yield from items
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(label, total=len(items))
-        for x in items:
-            yield x
-            bar.advance(task)
 
 
 def contact_sheet(sc: ds.Scenario, path: Path) -> Path:

@@ -31,6 +31,7 @@ import numpy as np
 
 from beamc.data import deepsense
 from beamc.errors import BeamcError
+from beamc.progress import track
 from beamc.runs import atomic_write_json, cache_root
 
 Preprocess = Callable[[np.ndarray], np.ndarray]
@@ -84,7 +85,7 @@ def frame_cache(sc: deepsense.Scenario, modality: str, preprocess: Preprocess | 
     tmp = folder / f".{npy.name}.{os.getpid()}.tmp"
     out = None
     try:
-        for i in _progress(range(sc.n), f"decoding {modality} ({sc.n} frames)", progress):
+        for i in track(range(sc.n), f"decoding {modality} ({sc.n} frames)", progress):
             try:
                 frame = deepsense.read(sc, modality, i)
                 frame = np.asarray(preprocess(frame) if preprocess is not None else frame)
@@ -111,20 +112,6 @@ def frame_cache(sc: deepsense.Scenario, modality: str, preprocess: Preprocess | 
     atomic_write_json(meta_path, {"modality": modality, "key": key, "params": params, "scenario": str(sc.root),
                                   "ok": ok.tolist(), "failures": failures})
     return FrameArray(np.load(npy, mmap_mode="r"), ok, npy, failures, built=True)
-
-
-def _progress(it, label: str, show: bool):
-    if not show:
-        yield from it
-        return
-    from rich.progress import Progress
-
-    items = list(it)
-    with Progress(transient=True) as bar:
-        task = bar.add_task(label, total=len(items))
-        for x in items:
-            yield x
-            bar.advance(task)
 
 
 __all__ = ["FrameArray", "frame_cache", "fingerprint", "scenario_cache_dir"]
