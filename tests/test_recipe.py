@@ -155,7 +155,7 @@ def test_a_partial_nested_table_keeps_the_task_defaults_it_leaves_out():
     assert (synth.sequences, synth.other_vehicles) == (40, 0.5)
     assert (synth.camera, synth.lidar, synth.radar, synth.gps) == (True, False, False, False)
     lidar = load_recipe(REPO / "recipes" / "lidar_teacher.toml").data.synth
-    assert (lidar.sequences, lidar.camera, lidar.lidar, lidar.radar) == (120, False, True, False)
+    assert (lidar.sequences, lidar.camera, lidar.lidar, lidar.radar) == (480, False, True, False)
     cr = load_recipe(REPO / "recipes" / "camera_radar_teacher.toml", ["data.synth.sequences=7"]).data.synth
     assert (cr.sequences, cr.night_fraction, cr.lidar, cr.radar) == (7, 0.3, False, True)
     with pytest.raises(SchemaError) as e:
