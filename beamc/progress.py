@@ -89,12 +89,15 @@ def stage_progress(enabled: bool) -> Any:
                     TimeRemainingColumn(), transient=False)
 
 
-def track(items: Iterable[T], label: str, show: bool) -> Iterator[T]:
-    """Yield `items` with a transient bar on a terminal, LineProgress lines in a log, nothing when not `show`."""
+def track(items: Iterable[T], label: str, show: bool, total: int | None = None) -> Iterator[T]:
+    """Yield `items` with a transient bar on a terminal, LineProgress lines in a log, nothing when not
+    `show`. Pass `total` for a generator that should not be materialised (e.g. simulated frames)."""
     if not show:
         yield from items
         return
-    items = list(items)
+    if total is None:
+        items = items if hasattr(items, "__len__") else list(items)
+        total = len(items)  # type: ignore[arg-type]
     if _on_terminal():
         from rich.progress import Progress
 
@@ -102,7 +105,7 @@ def track(items: Iterable[T], label: str, show: bool) -> Iterator[T]:
     else:
         bar = LineProgress()
     with bar:
-        task = bar.add_task(label, total=len(items))
+        task = bar.add_task(label, total=total)
         for x in items:
             yield x
             bar.update(task, advance=1)

@@ -39,3 +39,18 @@ def test_off_a_terminal_stages_log_lines_and_track_yields_every_item(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("decoding rgb (5 frames) 0/5 [") and err[-1].startswith("decoding rgb (5 frames) 5/5 [")
     assert list(track(iter("ab"), "quiet", False)) == ["a", "b"] and capsys.readouterr().err == ""
+
+
+def test_track_with_a_total_consumes_a_generator_lazily(capsys):
+    # the simulator yields frames with camera images and radar cubes: they must not all be held at once
+    produced = []
+
+    def frames():
+        for i in range(3):
+            produced.append(i)
+            yield i
+
+    it = track(frames(), "simulating", True, total=3)
+    assert next(it) == 0 and produced == [0]
+    assert list(it) == [1, 2]
+    assert capsys.readouterr().err.splitlines()[-1].startswith("simulating 3/3 [")

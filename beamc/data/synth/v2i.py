@@ -37,6 +37,7 @@ import numpy as np
 from beamc.data import deepsense as ds
 from beamc.data.synth import v2i_beams, v2i_camera, v2i_scene, v2i_sensors
 from beamc.errors import BeamcError
+from beamc.progress import track
 from beamc.schema import opt
 
 GENERATOR_VERSION = 3  # bump when the output changes so cached scenarios are rebuilt (3: LiDAR noise on its own stream)
@@ -259,13 +260,11 @@ def _write_scenario(cfg: DeepSenseSynthConfig, root: Path, progress: bool) -> in
     _, seqs = plans(cfg)
     total = sum(p.n_frames for p in seqs)
     rows, truth = [], {}
-    with _bar(progress, total, f"simulating {cfg.sequences} sequences, {total} frames") as advance:
-        for f in frames(cfg):
-            rows.append(write_frame(root, f, cfg))
-            for key, value in f.truth.items():
-                truth.setdefault(key, []).append(value)
-            truth.setdefault("seq_index", []).append(f.seq)
-            advance()
+    for f in track(frames(cfg), f"simulating {cfg.sequences} sequences, {total} frames", progress, total=total):
+        rows.append(write_frame(root, f, cfg))
+        for key, value in f.truth.items():
+            truth.setdefault(key, []).append(value)
+        truth.setdefault("seq_index", []).append(f.seq)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns(cfg), lineterminator="\r\n")
     writer.writeheader()
@@ -275,27 +274,6 @@ def _write_scenario(cfg: DeepSenseSynthConfig, root: Path, progress: bool) -> in
     (root / CONFIG_FILE).write_text(json.dumps({"generator_version": GENERATOR_VERSION, "config": to_dict(cfg)},
                                                indent=2) + "\n")
     return total
-
-
-class _bar:
-    def __init__(self, show: bool, total: int, label: str):
-        self.show, self.total, self.label = show, total, label
-
-    def __enter__(self):
-        if not self.show:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=True)
-        self.progress.__enter__()
-        task = self.progress.add_task(self.label, total=self.total)
-        return lambda: self.progress.advance(task)
-
-    def __exit__(self, *exc):
-        if self.show:
-            self.progress.__exit__(*exc)
-        return False
 
 
 def generate(cfg: DeepSenseSynthConfig, out: str | Path, *, progress: bool = False) -> GenerateReport:
