@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
 
 T = TypeVar("T")
@@ -29,6 +29,8 @@ class _Task:
 
 
 class LineProgress:
+    """rich.progress.Progress's add_task / update for output that is not a terminal: plain lines."""
+
     def __init__(self, stream: TextIO | None = None, interval: float = 30.0):
         self.stream = stream
         self.interval = interval
