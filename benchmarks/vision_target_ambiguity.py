@@ -19,7 +19,6 @@ per sequence), so it runs on the embedded scenarios only. Prints one line per gr
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from beamc.data.synth.v2i import TRUTH_FILE
 from beamc.errors import BeamcError
 from beamc.recipe import load_recipe
 from beamc.registry import TASKS
+from beamc.runs import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,13 +69,11 @@ def main() -> None:
     train_seq = np.unique(truth["seq_index"][data.past[data.splits["train"]][:, -1]])
     in_train = np.isin(truth["seq_index"], train_seq)
     fit = moving & alone & in_train
+    current_rows = data.past[:, -1]  # each window's slot t is its newest frame
     out = {"frames": int(len(best)), "share_with_others": float((~alone).mean()),
-           "label_equals_noiseless_best": None,
+           "label_equals_noiseless_best": float((data.labels[:, 0] == best[current_rows]).mean()),
            "alone": fit_scores(centroid, best, fit, moving & alone & ~in_train),
            "with_others": fit_scores(centroid, best, fit, moving & ~alone & ~in_train)}
-    labels = data.labels[:, 0]
-    rows = data.past[:, -1]
-    out["label_equals_noiseless_best"] = float((labels == best[rows]).mean())
     print(f"{out['frames']} frames, {out['share_with_others']:.1%} in sequences with other road users; "
           f"CSV beam = noiseless best beam in {out['label_equals_noiseless_best']:.1%} of windows")
     for group in ("alone", "with_others"):
@@ -83,7 +81,7 @@ def main() -> None:
         print(f"{group:12s} {s['frames']:5d} held-out frames: mask-centroid beam exact {s['exact']:.1%}, "
               f"within 1 {s['within_1']:.1%}, within 2 {s['within_2']:.1%}, within 5 {s['within_5']:.1%}")
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1))
+        atomic_write_json(args.json, out)
 
 
 if __name__ == "__main__":
