@@ -226,3 +226,24 @@ def test_dba_by_hand():
     assert out["dba"] == pytest.approx([y.mean()])          # eq. (21): mean of Y1, Y2, Y3
     assert out["dba_y3"] == pytest.approx([y[2]])           # the reference code's / tables' value
     assert out["adba"] == pytest.approx(y.mean()) and out["atop3"] == pytest.approx(2 / 3)
+
+
+def test_target_ambiguity_centroid_and_fit_on_hand_made_masks():
+    # benchmarks/vision_target_ambiguity.py: a mask's column centroid, and a column -> beam fit
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "vision_target_ambiguity.py"
+    spec = importlib.util.spec_from_file_location("vision_target_ambiguity", path)
+    amb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(amb)
+    masks = np.zeros((3, 4, 8), np.uint8)
+    masks[0, :, 2] = 1                  # one column: centroid 2
+    masks[1, 1:3, 4:6] = 1              # a 2-wide blob: centroid 4.5
+    centroid, total = amb.centroid_columns(masks)
+    assert centroid[:2].tolist() == [2.0, 4.5] and total.tolist() == [4.0, 4.0, 0.0]
+    col = np.arange(20, dtype=float)
+    beam = 3 * np.arange(20)           # beam = 3 x column: a cubic fit recovers it exactly
+    beam[15:] += np.array([0, 1, 2, 5, 9])   # the scored frames miss by 0 / 1 / 2 / 5 / 9 beams
+    fit, score = np.arange(20) < 15, np.arange(20) >= 15
+    s = amb.fit_scores(col, beam, fit, score)
+    assert (s["frames"], s["exact"], s["within_1"], s["within_2"], s["within_5"], s["median_error"]) == (5, 0.2, 0.4, 0.6, 0.8, 2.0)
