@@ -38,7 +38,8 @@ from rich.console import Console
 from rich.table import Table
 
 from beamc.compress.pipeline import distill, read_metrics
-from beamc.recipe import load_recipe
+from beamc.errors import BeamcError
+from beamc.recipe import load_recipe, read_toml
 
 REPO = Path(__file__).resolve().parents[1]
 LENGTHS = (8, 5, 3)
@@ -65,12 +66,10 @@ def run_part(run_dir: Path) -> dict:
     """The rows of one finished vision run folder, in the form a --json file has: the teacher and
     self-KD rows of a `vision_teacher_selfkd` run, or the teacher and the student row (seed from
     its train.seed) of a student run."""
-    import tomllib
-
     m = read_metrics(run_dir)
     if m.get("task") != "vision":
         raise SystemExit(f"{run_dir}: not a vision run (task {m.get('task')!r})")
-    recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
+    recipe = read_toml(run_dir / "recipe.toml", "the run's recipe.toml")
     seed = str(recipe["train"]["seed"])
     if m.get("method") == "self":
         labels = {"teacher": "teacher", "teacher (self-KD)": "student"}
@@ -238,4 +237,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BeamcError as e:   # a bad --merge folder or recipe: one line, not a traceback
+        raise SystemExit(str(e)) from None

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from beamc.data.synth.v2i import TRUTH_FILE
-from beamc.errors import BeamcError
 from beamc.recipe import load_recipe
 from beamc.registry import TASKS
 from beamc.runs import atomic_write_json
@@ -59,7 +58,7 @@ def main() -> None:
     data = TASKS.get("vision").prepare(recipe.task, recipe.data, progress=False)
     truth_path = Path(data.info["folder"]) / TRUTH_FILE
     if not truth_path.exists():
-        raise BeamcError(f"{truth_path}: not found; this diagnostic needs an embedded (simulated) scenario")
+        raise SystemExit(f"{truth_path}: not found; this diagnostic needs an embedded (simulated) scenario")
     truth = np.load(truth_path)
     best = truth["best_beam"].astype(int)
     alone = truth["others"] == 0

@@ -34,6 +34,7 @@ import torch
 import beamc
 from beamc.complexity import count_flops, count_params, example_inputs, measure_latency
 from beamc.errors import BeamcError
+from beamc.progress import stage_progress
 from beamc.recipe import Recipe, dumps, fingerprint, read_toml
 from beamc.registry import DISTILLERS, TASKS
 from beamc.runs import (Run, atomic_write_json, atomic_write_text, find_resumable, new_run, read_json,
@@ -41,7 +42,6 @@ from beamc.runs import (Run, atomic_write_json, atomic_write_text, find_resumabl
 from beamc.compress.distillers import ModelOut, Taps
 from beamc.compress.modeling import (build_model, link_or_copy, load_model, resolve_device, save_model,
                                      torch_predictor)
-from beamc.progress import stage_progress
 from beamc.compress.trainer import fit, validation
 from beamc.compress.teacher_outputs import TeacherOutputs, live_reason
 from beamc.compress.datafree import METADATA_FILE, write_metadata
