@@ -58,8 +58,9 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, default=_json_default, allow_nan=True) + "\n")
+def atomic_write_json(path: str | Path, data: Any, *, allow_nan: bool = True) -> Path:
+    """`allow_nan=False` refuses NaN/inf (ValueError): strict JSON readers reject the bare NaN tokens."""
+    return atomic_write_text(path, json.dumps(data, indent=2, default=_json_default, allow_nan=allow_nan) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:

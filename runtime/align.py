@@ -48,7 +48,8 @@ class Aligner:
         self.unused: Counter = Counter()
 
     def push(self, modality: str, array: np.ndarray, frame_id: int, t: float) -> list[Frame | BadFrame]:
-        """One message in; the frames (and bad frames) it completes or expires out."""
+        """One message in; the frames (and bad frames) it completes or expires out. `t` must be
+        finite (callers turn other messages into bad frames): ordering and matching rely on it."""
         if modality not in self.required and modality not in AUXILIARY:
             self.unused[modality] += 1
             return []
@@ -90,9 +91,13 @@ class Aligner:
     def _frame(self, g: _Group) -> Frame:
         data = {m: g.data[m] for m in self.required}
         label = g.data.get("label")
-        label = int(np.asarray(label).ravel()[0]) if label is not None and np.asarray(label).size else None
+        if label is not None:
+            a = np.asarray(label)
+            # one integer: a plain int; anything else ([1, 2, 3], 2.5) goes on as sent, for the
+            # pipeline's check_label to count as a bad label instead of silently taking a value
+            label = int(a.ravel()[0]) if a.size == 1 and a.dtype.kind in "iu" else a
         key = g.data.get("key")
-        return Frame(id=g.id, t=g.t, data=data, label=label if label is None or label >= 0 else None,
+        return Frame(id=g.id, t=g.t, data=data, label=label,
                      power=np.asarray(g.data["power"]).ravel() if "power" in g.data else None,
                      key=None if key is None else np.asarray(key).ravel()[0].item())
 

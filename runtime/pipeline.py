@@ -14,7 +14,9 @@
 Ctrl-C (SIGINT) stops the source, lets the queued frames finish and writes the report; a
 second Ctrl-C aborts at once (the report is still written). A source that dies ends the run
 with its message in the report (status "source_failed"). A bad frame (undecodable, malformed,
-wrong shape, incomplete) is counted per reason and resets the preprocessing history.
+wrong shape, incomplete, NaN/inf in a sensor array or in the engine's logits) is counted per
+reason and resets the preprocessing history. A label that is not one integer in 0..beams-1
+(-1: unknown) leaves the frame predicted but unscored (report frames.unscored_by_reason).
 
 Clock: `t_arrival` is when a frame reached the base station (its release instant for a
 replay, its receipt for a live source); latency stages are read (decode), queue, preprocess,
@@ -24,6 +26,7 @@ engine, and end to end = engine done - arrival, which a deadline miss compares w
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import queue
 import signal
 import threading
@@ -38,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from beamc.errors import BeamcError
-from beamc.runtime.frames import END, SHAPE_MISMATCH, BadFrame, Frame, FrameError
+from beamc.runtime.frames import (END, NON_FINITE_INPUT, NON_FINITE_OUTPUT, SHAPE_MISMATCH, BAD_LABEL, BadFrame, Frame,
+                                  FrameError, Unscored, check_label, non_finite)
 
 # Default slot (deadline) per task, ms. vision: the 128 ms slots of the vision paper;
 # lidar / camera_radar: the DeepSense sensing period they run on (111 ms median between
@@ -53,6 +57,14 @@ CHUNK = 32  # frames per queue hand-over when replaying as fast as possible
 # only how often the two threads trade the GIL (per 32 frames it cost ~3 us per frame here).
 INLINE_HAND_OVER = 512
 HAND_OVER_S = 0.2
+
+
+def output_beams(manifest: dict[str, Any]) -> int | None:
+    """Beams the bundle's model predicts (last axis of its first output), None if the manifest does not say."""
+    try:
+        return int(manifest["outputs"][0]["shape"][-1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 def default_slot_ms(task: str) -> tuple[float, str]:
@@ -120,6 +132,11 @@ class Pipeline:
             raise BeamcError(f"pace: expected timestamps, rate or afap, found {opts.pace!r}")
         if opts.pace == "rate" and not (opts.rate and opts.rate > 0):
             raise BeamcError(f"--rate: expected a positive number of frames per second, found {opts.rate}")
+        self.beams = output_beams(self.manifest)
+        if self.beams is not None and not 1 <= opts.topk <= self.beams:
+            # a K beyond the codebook would be recorded as the swept K while the metrics use fewer
+            raise BeamcError(f"--topk: expected 1..{self.beams} (the bundle's model predicts {self.beams} beams), "
+                             f"found {opts.topk}")
         if opts.topk < 1:
             raise BeamcError(f"--topk: expected >= 1, found {opts.topk}")
         self.stop = threading.Event()
@@ -163,6 +180,8 @@ class Pipeline:
                     raise _Stop from None
 
     def _sleep_until(self, when: float) -> None:
+        if not math.isfinite(when):  # time.sleep(NaN) raises: a frame without a usable time is due now
+            return
         while True:
             left = when - time.perf_counter()
             if left <= 0:
@@ -186,6 +205,8 @@ class Pipeline:
             for item in src.frames():
                 if self.stop.is_set():
                     break
+                # every item counts, bad ones too: received = predicted + warmup + dropped + bad
+                self.received += 1
                 if isinstance(item, BadFrame):
                     chunk.append(item)
                 else:
@@ -196,7 +217,6 @@ class Pipeline:
                         self._sleep_until(start + due)
                     item.t_arrival = clock()
                     n += 1
-                    self.received = n
                     if item.load is not None:
                         try:
                             item.load()
@@ -325,6 +345,7 @@ class Pipeline:
         mb = max(1, self.opts.micro_batch)
         pre, engine, clock, results = self.pre, self.engine, time.perf_counter, self._results
         keep = self._keep_inputs
+        beams = self.beams if self.beams is not None else 1 << 62
         depth = 0 if self.inline else self.q_in.qsize()
         pending: deque = deque(items)
         ended = False
@@ -335,6 +356,12 @@ class Pipeline:
                 if type(frame) is BadFrame:
                     self._hole()
                     results.append(frame)
+                    self._others += 1
+                    continue
+                problem = non_finite(frame)
+                if problem is not None:
+                    self._hole()
+                    results.append(BadFrame(frame.id, NON_FINITE_INPUT, problem, frame.t))
                     self._others += 1
                     continue
                 key = frame.key
@@ -357,8 +384,19 @@ class Pipeline:
                     continue
                 if not self._inputs_checked:
                     self._check_inputs(inputs)
+                # checked once the frame is sure to be predicted: it is then counted once, as unscored
+                label = frame.label
+                if label is not None and not (type(label) is int and 0 <= label < beams):
+                    frame.label, problem = check_label(label, beams, frame.id)
+                    if problem is not None:
+                        results.append(Unscored(frame.id, BAD_LABEL, problem))
+                        self._others += 1
                 if mb == 1:
                     logits = engine.run(inputs)
+                    if not np.isfinite(logits).all():
+                        results.append(self._non_finite_output(frame))
+                        self._others += 1
+                        continue
                     results.append((frame, logits[0], t0, t1, t1, clock(), depth, 1, inputs) if keep else
                                    (frame, logits[0], t0, t1, t1, clock(), depth, 1))
                     continue
@@ -376,12 +414,28 @@ class Pipeline:
                 logits = engine.run(inputs)
                 te1 = clock()
                 n = len(batch)
+                if not np.isfinite(logits).all():
+                    finite = np.isfinite(logits.reshape(n, -1)).all(axis=1)
+                    for j, (frame, x, t0, t1) in enumerate(batch):
+                        if finite[j]:
+                            results.append((frame, logits[j], t0, t1, te0, te1, depth, n, x) if keep else
+                                           (frame, logits[j], t0, t1, te0, te1, depth, n))
+                        else:
+                            results.append(self._non_finite_output(frame))
+                            self._others += 1
+                    continue
                 results.extend((frame, logits[j], t0, t1, te0, te1, depth, n, x) if keep else
                                (frame, logits[j], t0, t1, te0, te1, depth, n)
                                for j, (frame, x, t0, t1) in enumerate(batch))
         if len(results) >= self._hand_over or clock() - self._handed > HAND_OVER_S:
             self._flush()
         return ended
+
+    @staticmethod
+    def _non_finite_output(frame: Frame) -> BadFrame:
+        # finite inputs, NaN/inf logits (an overflowing fp16/int8 engine): no beam can be read from them
+        return BadFrame(frame.id, NON_FINITE_OUTPUT, f"frame {frame.id}: the engine returned non-finite logits "
+                                                     f"(NaN or inf) for finite inputs", frame.t)
 
     def _flush(self) -> None:
         if self._results:

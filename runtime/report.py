@@ -3,18 +3,26 @@ the PNG plots (latency histogram, accuracy over time).
 
 report.json ("format": "beamc-run-report/1"): status (completed | max_frames | interrupted |
 source_failed | engine_failed) and message; bundle, task, engine, baseline, source (spec, kind,
-its own facts such as alignment counts); frames {received, predicted, warmup (history still
-filling), dropped + dropped_ids, bad + bad_by_reason {reason: {count, frame_ids, example}}};
+its own facts such as alignment counts); frames {received (every item the source delivered:
+received = predicted + warmup + dropped + bad), predicted, warmup (history still filling),
+dropped + dropped_ids, bad + bad_by_reason {reason: {count, frame_ids, example}}, unscored +
+unscored_by_reason (predicted, but left out of accuracy: "bad label", a label outside
+0..beams-1 or not one integer)};
 latency_ms {read, queue, preprocess, engine, e2e: {count, mean, p50, p90, p99, max}};
 throughput_fps; deadline {slot_ms, slot_from, misses, miss_rate}; queue_depth; topk (the
 predictions' K); accuracy (vs labels), power (top-K sweep loss), agreement (vs --baseline);
-plots; engine_batch {mean, max} (micro-batching); started, ended, duration_s.
+plots; engine_batch {mean, max} (micro-batching); started, ended, duration_s. Strict JSON
+(no NaN tokens): a value that came out non-finite is null and its path is listed in
+non_finite_values. predictions.jsonl: one line per predicted frame (label null when unknown)
+or per bad frame ({"id", "bad": reason, "message"}).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections import Counter
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -23,7 +31,7 @@ import numpy as np
 
 from beamc.runs import atomic_write_json
 from beamc.runtime import metrics
-from beamc.runtime.frames import BadFrame
+from beamc.runtime.frames import BadFrame, Unscored
 
 FORMAT = "beamc-run-report/1"
 
@@ -39,6 +47,7 @@ class Collector:
         self.base: list[np.ndarray] = []
         self.warmup = 0
         self.bad: dict[str, dict[str, Any]] = {}
+        self.unscored: dict[str, dict[str, Any]] = {}  # predicted frames left out of scoring, per reason
         self.t_start: float | None = None
         self.wall_start = ""
         self.engine_info: dict[str, Any] = {}
@@ -71,16 +80,16 @@ class Collector:
                     self._per_frame(frame, item[8] if len(item) > 8 else None, logits, item[5], baseline)
             elif isinstance(item, BadFrame):
                 self._bad(item)
+            elif isinstance(item, Unscored):
+                _count(self.unscored, item)
             else:  # _Warmup: the window is still filling
                 self.warmup += 1
 
     def _bad(self, item: BadFrame) -> None:
-        entry = self.bad.setdefault(item.reason, {"count": 0, "frame_ids": [], "example": item.message})
-        entry["count"] += 1
-        if len(entry["frame_ids"]) < 100:
-            entry["frame_ids"].append(int(item.id))
+        _count(self.bad, item)
         if self.jsonl:
-            self.jsonl.write(json.dumps({"id": int(item.id), "bad": item.reason, "message": item.message}) + "\n")
+            self.jsonl.write(json.dumps({"id": int(item.id), "bad": item.reason, "message": item.message},
+                                        allow_nan=False) + "\n")
 
     def _per_frame(self, f: Any, inputs: tuple, logits: np.ndarray, t_done: float, baseline: Any) -> None:
         first = logits if logits.ndim == 1 else logits[0]
@@ -94,14 +103,16 @@ class Collector:
             top = np.argsort(-first, kind="stable")[:k]
             probs = metrics.softmax(first.astype(np.float64))[top]
             key = f.key if f.key is None or isinstance(f.key, (int, str)) else str(f.key)
-            row = {"id": int(f.id), "t": round(float(f.t), 6), "key": key, "topk": top.tolist(),
+            row = {"id": int(f.id), "t": round(float(f.t), 6) if math.isfinite(f.t) else None, "key": key, "topk": top.tolist(),
                    "scores": [round(float(v), 6) for v in probs], "label": f.label,
                    "e2e_ms": round((t_done - f.t_arrival) * 1e3, 4)}
             if logits.ndim == 2:
                 row["topk_per_step"] = np.argsort(-logits, axis=-1, kind="stable")[:, :k].tolist()
             if base_top1 is not None:
                 row["baseline_top1"] = base_top1
-            self.jsonl.write(json.dumps(row) + "\n")
+            # allow_nan=False: a NaN must fail loudly here, never reach a reader as a bare NaN token
+            # (inputs and logits are checked finite in the worker, unknown labels are null)
+            self.jsonl.write(json.dumps(row, allow_nan=False) + "\n")
 
     # -- derived arrays ------------------------------------------------------------------
     def arrays(self) -> dict[str, Any]:
@@ -172,7 +183,9 @@ class Collector:
                        **_safe_info(p.source)},
             "frames": {"received": int(p.received), "predicted": n, "warmup": self.warmup,
                        "dropped": len(p.dropped), "dropped_ids": p.dropped[:100],
-                       "bad": int(sum(b["count"] for b in self.bad.values())), "bad_by_reason": self.bad},
+                       "bad": int(sum(b["count"] for b in self.bad.values())), "bad_by_reason": self.bad,
+                       "unscored": int(sum(b["count"] for b in self.unscored.values())),
+                       "unscored_by_reason": self.unscored},
             "latency_ms": {s: metrics.latency_summary(v) for s, v in ms.items()},
             "throughput_fps": float(n / span) if span > 0 else None,
             "deadline": {"slot_ms": p.slot_ms, "slot_from": p.slot_source, "misses": misses,
@@ -191,13 +204,7 @@ class Collector:
         if n and (labels >= 0).any():
             rep["accuracy"] = metrics.label_metrics(logits, labels, a["keys"], opts.topk)
         if a["power_idx"]:
-            first = logits if logits.ndim == 2 else logits[:, 0]
-            power = np.stack([np.asarray(a["frames"][i].power, dtype=np.float64) for i in a["power_idx"]])
-            if power.shape[1] == first.shape[-1]:
-                rep["power"] = metrics.power_metrics(first[a["power_idx"]], power, opts.topk)
-            else:
-                rep["power"] = {"skipped": f"the stream has {power.shape[1]} beam powers, the model predicts "
-                                           f"{first.shape[-1]} beams"}
+            rep["power"] = _power(a, logits, opts.topk)
         if self.base:
             rep["agreement"] = metrics.agreement(logits[:len(self.base)], np.stack(self.base), opts.topk)
         return rep
@@ -210,7 +217,63 @@ class Collector:
             except Exception as e:  # noqa: BLE001 - a plotting problem must not lose the report
                 rep["plots_error"] = f"{type(e).__name__}: {e}"
         rep["plots"] = self.plots
-        atomic_write_json(path, rep)
+        # strict JSON: a value that came out NaN/inf (a metric of an empty set, a baseline that
+        # overflowed) is written as null and named, rather than as a bare NaN token
+        fixed = _nulls_for_non_finite(rep, "")
+        if fixed:
+            rep["non_finite_values"] = fixed
+        atomic_write_json(path, rep, allow_nan=False)
+
+
+def _count(table: dict[str, dict[str, Any]], item: Any) -> None:
+    entry = table.setdefault(item.reason, {"count": 0, "frame_ids": [], "example": item.message})
+    entry["count"] += 1
+    if len(entry["frame_ids"]) < 100:
+        entry["frame_ids"].append(int(item.id))
+
+
+def _power(a: dict[str, Any], logits: np.ndarray, topk: int) -> dict[str, Any]:
+    """Power loss on the frames whose beam powers are usable: one finite value per beam the
+    model predicts. The others are left out and counted, so one bad vector cannot make the
+    mean NaN nor a stream with another codebook size crash the report."""
+    first = logits if logits.ndim == 2 else logits[:, 0]
+    beams = first.shape[-1]
+    use, left_out, lengths = [], Counter(), Counter()
+    for i in a["power_idx"]:
+        p = np.asarray(a["frames"][i].power, dtype=np.float64)
+        if p.ndim != 1 or len(p) != beams:
+            left_out[f"not {beams} values"] += 1
+            lengths[int(p.size)] += 1
+        elif not np.isfinite(p).all():
+            left_out["non-finite"] += 1
+        else:
+            use.append(i)
+    if not use:
+        if lengths and not left_out.get("non-finite"):
+            found = " or ".join(str(n) for n in sorted(lengths))
+            return {"skipped": f"the stream has {found} beam powers, the model predicts {beams} beams"}
+        return {"skipped": f"no frame has {beams} finite beam powers ({', '.join(f'{k}: {v}' for k, v in left_out.items())})"}
+    power = np.stack([np.asarray(a["frames"][i].power, dtype=np.float64) for i in use])
+    out = metrics.power_metrics(first[use], power, topk)
+    if left_out:
+        out["left_out"] = dict(left_out)
+    return out
+
+
+def _nulls_for_non_finite(obj: Any, path: str) -> list[str]:
+    """Replace NaN/inf floats in a JSON-like tree by None, in place; returns their paths."""
+    fixed: list[str] = []
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        where = f"{path}.{k}" if path else str(k)
+        if isinstance(v, (np.ndarray, tuple)):
+            v = obj[k] = v.tolist() if isinstance(v, np.ndarray) else list(v)
+        if isinstance(v, (float, np.floating)) and not math.isfinite(v):
+            obj[k] = None
+            fixed.append(where)
+        elif isinstance(v, (dict, list)):
+            fixed += _nulls_for_non_finite(v, where)
+    return fixed
 
 
 def _safe_info(source: Any) -> dict[str, Any]:

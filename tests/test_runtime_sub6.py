@@ -362,3 +362,63 @@ def test_ort_bound_buffers_return_each_frame_its_own_logits(sub6):
         assert np.allclose(bound.run((batch,)), np.concatenate(outs), atol=1e-6)
         # float64 frames are cast into the float32 buffer as session.run would reject them
         assert np.allclose(bound.run((xs[0].astype(np.float64),)), outs[0], atol=1e-6)
+
+
+# ------------------------------------------------------------------ hardening: bad values in streams
+def strict_jsonl(path: Path) -> list[dict]:
+    """JSON lines as a strict reader takes them: a bare NaN / Infinity token fails."""
+    def reject(token: str):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return [json.loads(line, parse_constant=reject) for line in Path(path).read_text().splitlines()]
+
+
+def small_recording(sub6, path: Path, n: int = 20, **changes) -> Path:
+    rec = read_recording(sub6["rec"])
+    arrays = {k: rec[k][:n].copy() for k in ("csi", "t", "user", "label", "power")}
+    for key, edit in changes.items():
+        edit(arrays[key])
+    return write_recording(path, arrays["csi"], arrays["t"], user=arrays["user"], label=arrays["label"],
+                           power=arrays["power"])
+
+
+def nan_at(i):
+    def edit(a):
+        a[i] = np.nan
+    return edit
+
+
+def test_non_finite_csi_is_a_bad_frame_and_the_predictions_are_strict_json(sub6, tmp_path):
+    def edits(csi):
+        csi[5] = np.nan
+        csi[6, 0, 0] = np.inf
+
+    def unknown(label):
+        label[2] = -1  # the format's "no label": null in the predictions, not scored
+
+    path = small_recording(sub6, tmp_path / "r.npz", csi=edits, label=unknown)
+    rep = run_stream(RunOptions(bundle=sub6["bundle"], source=f"csi:{path}", pace="afap", report=tmp_path / "r.json",
+                                out=tmp_path / "p.jsonl", plots=False))
+    f = rep["frames"]
+    assert (f["received"], f["predicted"], f["bad"]) == (20, 18, 2)
+    assert f["bad_by_reason"] == {"non-finite input": {
+        "count": 2, "frame_ids": [5, 6],
+        "example": "frame 5: csi has 128 non-finite values (NaN or inf) of 128; expected finite numbers"}}
+    rows = strict_jsonl(tmp_path / "p.jsonl")
+    assert [r["id"] for r in rows if "bad" in r] == [5, 6]
+    assert rows[6]["message"] == "frame 6: csi has 1 non-finite value (NaN or inf) of 128; expected finite numbers"
+    scored = [r for r in rows if "bad" not in r]
+    assert [r["id"] for r in scored] == [i for i in range(20) if i not in (5, 6)]
+    assert scored[2]["label"] is None
+    labelled = [r for r in scored if r["label"] is not None]
+    assert rep["accuracy"]["labelled_frames"] == 17
+    assert rep["accuracy"]["top1"] == sum(r["topk"][0] == r["label"] for r in labelled) / 17
+    json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda t: pytest.fail(f"{t} in report.json"))
+
+
+def test_topk_beyond_the_codebook_is_refused(sub6, tmp_path):
+    from beamc.errors import BeamcError
+
+    with pytest.raises(BeamcError) as e:
+        run_stream(RunOptions(bundle=sub6["bundle"], source=f"csi:{sub6['rec']}", topk=100, report=tmp_path / "r.json"))
+    assert str(e.value) == "--topk: expected 1..64 (the bundle's model predicts 64 beams), found 100"
