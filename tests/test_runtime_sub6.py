@@ -416,6 +416,39 @@ def test_non_finite_csi_is_a_bad_frame_and_the_predictions_are_strict_json(sub6,
     json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda t: pytest.fail(f"{t} in report.json"))
 
 
+def test_tcp_nan_timestamp_and_list_label_do_not_break_the_stream(sub6, tmp_path):
+    rec = read_recording(sub6["rec"])
+    port = free_port()
+
+    def sender() -> None:
+        with FrameSender("127.0.0.1", port) as s:
+            for i in range(8):
+                t = i * 0.02
+                label = np.array([1, 2, 3]) if i == 6 else np.int64(rec["label"][i])
+                s.send("label", label, frame_id=i, t=float("nan") if i == 5 else t)
+                s.send("power", rec["power"][i], frame_id=i, t=t + 0.001)
+                s.send("csi", rec["csi"][i], frame_id=i, t=float("nan") if i == 3 else t + 0.002)
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    rep = run_stream(RunOptions(bundle=sub6["bundle"], source=f"tcp://127.0.0.1:{port}?tolerance_ms=5", queue_size=32,
+                                report=tmp_path / "r.json", out=tmp_path / "p.jsonl", plots=False))
+    thread.join(5)
+    f = rep["frames"]
+    bad = f["bad_by_reason"]
+    assert bad[MALFORMED_NETWORK]["frame_ids"] == [3, 5]
+    assert bad[MALFORMED_NETWORK]["example"].endswith("frame 3 (csi): timestamp nan: expected a finite number of seconds")
+    # frame 3's label and power never get their csi: one incomplete frame, as for any lost csi message
+    assert bad["missing modality"]["frame_ids"] == [3] and set(bad) == {MALFORMED_NETWORK, "missing modality"}
+    assert f["unscored_by_reason"]["bad label"]["frame_ids"] == [6]
+    assert "found int64 array of shape [3] [1, 2, 3]" in f["unscored_by_reason"]["bad label"]["example"]
+    rows = [r for r in strict_jsonl(tmp_path / "p.jsonl") if "bad" not in r]
+    assert [r["id"] for r in rows] == [0, 1, 2, 4, 5, 6, 7]  # every later frame predicted once
+    assert [r["label"] for r in rows] == [*rec["label"][[0, 1, 2, 4]].tolist(), None, None, int(rec["label"][7])]
+    assert f["received"] == f["predicted"] + f["bad"] + f["warmup"] + f["dropped"] == 10
+    assert rep["status"] == "completed" and rep["source"]["alignment"]["missing"] == {"csi": 1}
+
+
 def test_topk_beyond_the_codebook_is_refused(sub6, tmp_path):
     from beamc.errors import BeamcError
 

@@ -22,11 +22,13 @@ end-of-stream message) ends the stream. Every message carries one array of one m
 Frames are assembled from messages by timestamp (`beamc.runtime.align`, tolerance option
 `tolerance_ms`, default 50 ms: half the ~100 ms sensing period of the DeepSense testbed), so
 sensors sent by different processes line up. Send a frame's "label" (int64 [], 0-based best
-beam), "power" (float [B], per-beam received power) and "key" (int64 [], sequence/user) before
-its sensor arrays: the frame is emitted as soon as its sensor arrays are complete.
+beam, -1 = unknown; anything else outside the model's beams, or more than one value, is
+counted "bad label" and the frame is predicted but not scored), "power" (float [B], per-beam
+received power) and "key" (int64 [], sequence/user) before its sensor arrays: the frame is
+emitted as soon as its sensor arrays are complete.
 
 A malformed message (bad magic, unknown version, inconsistent lengths, a dtype or shape the
-payload does not match) is a bad frame "malformed network frame"; when the header itself
+payload does not match, a timestamp that is NaN or inf) is a bad frame "malformed network frame"; when the header itself
 cannot be trusted the reader skips to the next magic and the stream goes on. A connection
 that closes in the middle of a message ends the run (the sender is gone).
 
@@ -37,6 +39,7 @@ that closes in the middle of a message ends the run (the sender is gone).
 
 from __future__ import annotations
 
+import math
 import socket
 import struct
 import time
@@ -229,7 +232,8 @@ class TcpSource(Source):
         magic, version, header_len, frame_id, t, ndim, mlen, dlen, flags, payload_len = HEADER.unpack(head)
 
         def bad(message: str, fid: int = -1) -> list[Frame | BadFrame]:
-            return [BadFrame(id=fid, reason=MALFORMED_NETWORK, t=t, message=f"tcp message at byte {at}: {message}")]
+            return [BadFrame(id=fid, reason=MALFORMED_NETWORK, t=t if math.isfinite(t) else 0.0,
+                             message=f"tcp message at byte {at}: {message}")]
 
         if magic != MAGIC:
             reader.buf[:0] = head[1:]  # search from the byte after the bad start
@@ -259,6 +263,10 @@ class TcpSource(Source):
         if expected != payload_len:
             return bad(f"frame {frame_id} ({modality}): shape {list(shape)} of {dtype} is {expected} bytes, "
                        f"payload_len says {payload_len}", frame_id)
+        if not math.isfinite(t):
+            # the aligner orders and matches messages by time: a NaN would never match nor expire
+            # and would break the alignment of every later frame
+            return bad(f"frame {frame_id} ({modality}): timestamp {t}: expected a finite number of seconds", frame_id)
         array = np.frombuffer(payload, dtype=dtype).reshape(shape)
         return self.aligner.push(modality, array, int(frame_id), float(t))
 
