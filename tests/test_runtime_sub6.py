@@ -416,6 +416,77 @@ def test_non_finite_csi_is_a_bad_frame_and_the_predictions_are_strict_json(sub6,
     json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda t: pytest.fail(f"{t} in report.json"))
 
 
+def test_out_of_range_labels_are_unscored_not_counted_in_accuracy(sub6, tmp_path):
+    def labels(label):
+        label[3], label[4], label[7] = 64, 1000, -5
+
+    path = small_recording(sub6, tmp_path / "r.npz", label=labels)
+    rep = run_stream(RunOptions(bundle=sub6["bundle"], source=f"csi:{path}", pace="afap", report=tmp_path / "r.json",
+                                out=tmp_path / "p.jsonl", plots=False))
+    f = rep["frames"]
+    assert (f["predicted"], f["bad"], f["unscored"]) == (20, 0, 3)
+    assert f["unscored_by_reason"] == {"bad label": {
+        "count": 3, "frame_ids": [3, 4, 7],
+        "example": "frame 3: label: expected one integer beam index 0..63 (or -1: unknown), found 64; predicted, not scored"}}
+    rows = strict_jsonl(tmp_path / "p.jsonl")
+    assert [r["label"] for r in rows if r["id"] in (3, 4, 7)] == [None, None, None]
+    good = [r for r in rows if r["label"] is not None]
+    assert rep["accuracy"]["labelled_frames"] == 17
+    assert rep["accuracy"]["top1"] == sum(r["topk"][0] == r["label"] for r in good) / 17
+
+
+def test_csi_recording_timestamps_are_checked_when_opened(sub6, tmp_path):
+    from beamc.errors import BeamcError
+    from beamc.runtime.pipeline import Pipeline
+
+    path = small_recording(sub6, tmp_path / "nan.npz", t=nan_at(10))
+    with pytest.raises(BeamcError) as e:
+        run_stream(RunOptions(bundle=sub6["bundle"], source=f"csi:{path}", report=tmp_path / "r.json"))
+    assert str(e.value) == f"{path}: key 't': expected finite, non-decreasing timestamps, found nan at frame 10"
+    assert not (tmp_path / "r.json").exists()
+
+    def back(t):
+        t[4] = -1.0
+
+    path = small_recording(sub6, tmp_path / "back.npz", t=back)
+    with pytest.raises(BeamcError) as e:
+        read_recording(path)
+    assert str(e.value) == (f"{path}: key 't': expected finite, non-decreasing timestamps, found -1 at frame 4 "
+                            f"after 0.06 at frame 3")
+    # the pacing of other recorded sources: a frame without a usable time is due now (was ValueError)
+    assert Pipeline(RunOptions(bundle=sub6["bundle"], source="csi:x"))._sleep_until(float("nan")) is None
+
+
+def test_csi_mat_frames_with_non_finite_values_and_bad_labels(sub6, tmp_path):
+    import scipy.io
+
+    rec = read_recording(sub6["rec"])
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(5):
+        csi = rec["csi"][i].copy()
+        fields = {"csi": csi, "label": int(rec["label"][i]), "t": i * 0.02}
+        if i == 1:
+            csi[0, 3] = np.nan
+        if i == 2:
+            fields["label"] = 999
+        if i == 3:
+            fields["t"] = np.nan
+        if i == 4:
+            fields["label"] = 12.5
+        scipy.io.savemat(folder / f"frame_{i:06d}.mat", fields)
+    rep = run_stream(RunOptions(bundle=sub6["bundle"], source=f"csi:{folder}", pace="afap", report=tmp_path / "r.json",
+                                out=tmp_path / "p.jsonl", plots=False))
+    f = rep["frames"]
+    assert {k: v["frame_ids"] for k, v in f["bad_by_reason"].items()} == {"non-finite input": [1], "bad timestamp": [3]}
+    assert f["bad_by_reason"]["bad timestamp"]["example"] == \
+        f"{folder / 'frame_000003.mat'}: variable 't': expected a finite time in seconds, found nan"
+    assert f["unscored_by_reason"]["bad label"]["frame_ids"] == [2, 4]
+    assert [r["label"] for r in strict_jsonl(tmp_path / "p.jsonl") if r["id"] in (2, 4)] == [None, None]
+    assert f["unscored_by_reason"]["bad label"]["example"].endswith("found 999; predicted, not scored")
+    assert (f["received"], f["predicted"]) == (5, 3) and rep["accuracy"]["labelled_frames"] == 1
+
+
 def test_tcp_nan_timestamp_and_list_label_do_not_break_the_stream(sub6, tmp_path):
     rec = read_recording(sub6["rec"])
     port = free_port()
@@ -447,6 +518,18 @@ def test_tcp_nan_timestamp_and_list_label_do_not_break_the_stream(sub6, tmp_path
     assert [r["label"] for r in rows] == [*rec["label"][[0, 1, 2, 4]].tolist(), None, None, int(rec["label"][7])]
     assert f["received"] == f["predicted"] + f["bad"] + f["warmup"] + f["dropped"] == 10
     assert rep["status"] == "completed" and rep["source"]["alignment"]["missing"] == {"csi": 1}
+
+
+def test_csi_source_refuses_a_bundle_of_another_task(sub6):
+    from beamc.errors import BeamcError
+    from beamc.runtime.sources import SourceContext, open_source
+
+    ctx = SourceContext(modalities=("lidar",), manifest={"task": {"name": "lidar"}})
+    with pytest.raises(BeamcError) as e:
+        open_source(f"csi:{sub6['rec']}", ctx)
+    assert str(e.value) == "source csi: gives sub-6 CSI snapshots (modality 'csi'), the bundle's task 'lidar' needs lidar"
+    with pytest.raises(BeamcError, match="^source synth:sub6: gives sub-6 CSI snapshots"):
+        open_source("synth:sub6", ctx)
 
 
 def test_topk_beyond_the_codebook_is_refused(sub6, tmp_path):

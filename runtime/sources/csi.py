@@ -6,9 +6,14 @@ Recording format "beamc-csi/1" (one .npz written with numpy.savez; `write_record
     csi     complex64 [T, A, K]   uplink sub-6 CSI of one user per snapshot (antennas x subcarriers),
                                   as the receiver estimates it: not normalised (the bundle's
                                   preprocessing state does that)
-    t       float64   [T]         timestamps in seconds (any origin, non-decreasing)
+    t       float64   [T]         timestamps in seconds (any origin, finite, non-decreasing); a
+                                  recording that breaks this is refused when opened, naming the
+                                  first offending frame (a replay paces on t, so one bad value
+                                  would stall or end it)
     user    int64     [T]         optional: the user a snapshot belongs to (sequence key)
-    label   int64     [T]         optional: best mmWave beam, 0-based; -1 where unknown
+    label   int64     [T]         optional: best mmWave beam, 0-based; -1 where unknown (any other
+                                  value outside the model's beams is counted "bad label": the
+                                  frame is predicted, not scored)
     power   float32   [T, B]      optional: received mmWave power per codebook beam (linear), for
                                   the power loss of sweeping only the predicted top-K beams
     format  str                   "beamc-csi/1"
@@ -16,7 +21,12 @@ Recording format "beamc-csi/1" (one .npz written with numpy.savez; `write_record
 
 A folder of per-frame MATLAB v5 files (`csi:DIR`, files sorted by name) holds the same
 fields per frame: variables `csi` [A, K] complex, optional `t`, `user`, `label`, `power` [B].
-A file that cannot be read (truncated, not v5) is a bad frame; the stream goes on.
+A file that cannot be read (truncated, not v5) is a bad frame; the stream goes on. So is a
+file whose `t` is not finite ("bad timestamp"); .mat frames are released one per 20 ms in
+file-name order, so their `t` is only reported, never waited on.
+
+In both layouts a snapshot with NaN or inf in `csi` is a bad frame "non-finite input" (checked
+by the pipeline for every source).
 
 `beamc data record csi OUT --run RUN` writes a recording from the embedded simulator: the
 run's test users at the task's reference SNR with the same noise `TaskData.arrays` draws, so a
@@ -34,7 +44,7 @@ import numpy as np
 
 from beamc.errors import BeamcError
 from beamc.registry import SOURCES
-from beamc.runtime.frames import UNREADABLE_MAT, BadFrame, Frame, FrameError
+from beamc.runtime.frames import BAD_TIMESTAMP, UNREADABLE_MAT, BadFrame, Frame, FrameError
 from beamc.runtime.sources import Source, SourceContext
 
 FORMAT = "beamc-csi/1"
@@ -94,7 +104,33 @@ def read_recording(path: str | Path) -> dict[str, np.ndarray]:
     for key in ("t", "user", "label", "power"):
         if key in arrays and len(arrays[key]) != len(csi):
             raise BeamcError(f"{path}: key '{key}': expected {len(csi)} entries (one per csi snapshot), found {len(arrays[key])}")
+    if "t" in arrays:
+        _check_times(path, arrays["t"])
     return arrays
+
+
+def _check_times(path: Path, t: np.ndarray) -> None:
+    """Timestamps drive the replay's pacing: refuse the whole file, naming the first bad frame,
+    rather than stall on a NaN or silently reorder time mid-stream."""
+    if t.ndim != 1 or t.dtype.kind not in "iuf":
+        raise BeamcError(f"{path}: key 't': expected a 1-D array of seconds, found {t.dtype} {list(t.shape)}")
+    finite = np.isfinite(t)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise BeamcError(f"{path}: key 't': expected finite, non-decreasing timestamps, found {t[i]} at frame {i}")
+    if len(t) > 1 and (np.diff(t) < 0).any():
+        i = int(np.argmax(np.diff(t) < 0)) + 1
+        raise BeamcError(f"{path}: key 't': expected finite, non-decreasing timestamps, found {t[i]:g} at frame {i} "
+                         f"after {t[i - 1]:g} at frame {i - 1}")
+
+
+def check_csi_task(ctx: SourceContext, kind: str) -> None:
+    """A CSI source gives only 'csi': refuse up front a bundle whose task needs anything else
+    (otherwise every frame would become a "shape mismatch" bad frame, thousands of them)."""
+    if tuple(ctx.modalities) != ("csi",):
+        task = ctx.manifest.get("task", {}).get("name", "?") if ctx.manifest else "?"
+        raise BeamcError(f"source {kind}: gives sub-6 CSI snapshots (modality 'csi'), the bundle's task '{task}' needs "
+                         f"{', '.join(ctx.modalities) or 'nothing'}")
 
 
 def _scalar(mat: dict[str, Any], key: str, kind: type) -> Any:
@@ -107,6 +143,7 @@ class CsiRecording(Source):
 
     def __init__(self, target: str, options: dict[str, str], ctx: SourceContext) -> None:
         super().__init__(target, options, ctx)
+        check_csi_task(ctx, "csi")
         self.path = Path(target)
         if self.path.is_dir():
             self.files = sorted(self.path.glob("*.mat"))
@@ -127,7 +164,7 @@ class CsiRecording(Source):
         n = len(a["csi"])
         # plain Python lists up front: per-frame numpy scalar indexing costs more than the frame
         t = a["t"].tolist()
-        labels = [None if y < 0 else y for y in a["label"].tolist()] if "label" in a else [None] * n
+        labels = a["label"].tolist() if "label" in a else [None] * n  # -1 and out-of-range: the pipeline's check_label
         users = a["user"].tolist() if "user" in a else [None] * n
         power = list(a["power"]) if "power" in a else [None] * n
         csi = list(a["csi"])
@@ -148,12 +185,18 @@ class CsiRecording(Source):
                 if "csi" not in mat:
                     found = sorted(k for k in mat if not k.startswith("__"))
                     raise FrameError(UNREADABLE_MAT, f"{path}: expected a variable 'csi', found {', '.join(found) or 'none'}")
+                try:
+                    t, user = _scalar(mat, "t", float), _scalar(mat, "user", int)
+                except (TypeError, ValueError) as e:  # a string or struct where a number belongs
+                    raise FrameError(UNREADABLE_MAT, f"{path}: variable 't' or 'user' is not a number ({e})") from None
+                if t is not None and not np.isfinite(t):
+                    raise FrameError(BAD_TIMESTAMP, f"{path}: variable 't': expected a finite time in seconds, found {t}")
                 frame.data = {"csi": np.asarray(mat["csi"])}
-                t = _scalar(mat, "t", float)
                 frame.t = frame.t if t is None else t
-                label = _scalar(mat, "label", int)
-                frame.label = label if label is not None and label >= 0 else None
-                frame.key = _scalar(mat, "user", int)
+                # as stored (MATLAB saves 12 as 12.0): the pipeline's check_label decides what is a beam
+                label = np.asarray(mat["label"]) if "label" in mat else None
+                frame.label = label if label is not None and label.size else None
+                frame.key = user
                 frame.power = np.asarray(mat["power"], np.float64).ravel() if "power" in mat else None
 
             frame.load = load
@@ -226,6 +269,7 @@ class Sub6Simulator(Source):
 
     def __init__(self, target: str, options: dict[str, str], ctx: SourceContext) -> None:
         super().__init__(target, options, ctx)
+        check_csi_task(ctx, "synth:sub6")
         from beamc.recipe import load_recipe
 
         recipe_opt = self.opt("recipe", "")
