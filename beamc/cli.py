@@ -473,6 +473,12 @@ def run(
         raise BeamcError(f"{rep['message']} (report of the {rep['frames']['predicted']} frames processed: {report})")
     if rep["status"] == "interrupted":
         raise typer.Exit(130)
+    f = rep["frames"]
+    if f["received"] and not f["predicted"]:
+        # nothing measured is not a success: a script must not take an empty report for a good run
+        why = ", ".join(f"{k}: {v['count']}" for k, v in f["bad_by_reason"].items())
+        raise BeamcError(f"{f['received']} frames received, none predicted ({f['bad']} bad{' - ' + why if why else ''}; "
+                         f"{f['warmup']} filling history, {f['dropped']} dropped); report: {report}")
 
 
 def _run_summary(rep: dict[str, Any], path: Path) -> None:
@@ -481,7 +487,9 @@ def _run_summary(rep: dict[str, Any], path: Path) -> None:
     f, lat, d = rep["frames"], rep["latency_ms"], rep["deadline"]
     e2e, eng = lat["e2e"], lat["engine"]
     rows = [("frames", f"{f['predicted']} predicted, {f['warmup']} filling history, {f['dropped']} dropped, {f['bad']} bad"
-             + (" (" + ", ".join(f"{k}: {v['count']}" for k, v in f["bad_by_reason"].items()) + ")" if f["bad"] else ""))]
+             + (" (" + ", ".join(f"{k}: {v['count']}" for k, v in f["bad_by_reason"].items()) + ")" if f["bad"] else "")
+             + (f"; {f['unscored']} not scored (" + ", ".join(f"{k}: {v['count']}" for k, v in f["unscored_by_reason"].items())
+                + ")" if f.get("unscored") else ""))]
     if e2e.get("count"):
         rows.append(("latency e2e ms", f"p50 {e2e['p50']:.3f}  p90 {e2e['p90']:.3f}  p99 {e2e['p99']:.3f}  max {e2e['max']:.3f}"))
         rows.append(("latency engine ms", f"p50 {eng['p50']:.3f}  p99 {eng['p99']:.3f}"))
@@ -497,6 +505,8 @@ def _run_summary(rep: dict[str, Any], path: Path) -> None:
         rows.append(("power loss", "  ".join(f"{k.replace('top', 'Top-')} {v['mean']:.2f} dB (saves "
                                               f"{pw['sweep_overhead_saved'][k] * 100:.0f} % of the sweep)"
                                               for k, v in pw["loss_db"].items())))
+    elif pw and "skipped" in pw:
+        rows.append(("power loss", f"skipped: {pw['skipped']}"))
     ag = rep.get("agreement")
     if ag:
         overlap = next(v for k, v in ag.items() if k.endswith("_overlap"))

@@ -538,3 +538,49 @@ def test_topk_beyond_the_codebook_is_refused(sub6, tmp_path):
     with pytest.raises(BeamcError) as e:
         run_stream(RunOptions(bundle=sub6["bundle"], source=f"csi:{sub6['rec']}", topk=100, report=tmp_path / "r.json"))
     assert str(e.value) == "--topk: expected 1..64 (the bundle's model predicts 64 beams), found 100"
+
+
+def cli_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    from beamc import cli
+
+    monkeypatch.setattr(sys, "argv", ["beamc", *args])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_cli_run_exits_2_when_no_frame_was_predicted(sub6, tmp_path, monkeypatch, capsys):
+    def all_nan(csi):
+        csi[:] = np.nan
+
+    path = small_recording(sub6, tmp_path / "r.npz", n=4, csi=all_nan)
+    report = tmp_path / "r.json"
+    code, _, err = cli_main(monkeypatch, capsys, "run", str(sub6["bundle"]), "--source", f"csi:{path}",
+                            "--as-fast-as-possible", "--no-live", "--no-plots", "--report", str(report))
+    assert code == 2
+    assert " ".join(err.split()) == (f"error: 4 frames received, none predicted (4 bad - non-finite input: 4; 0 filling "
+                                     f"history, 0 dropped); report: {report}")
+    assert json.loads(report.read_text())["frames"]["bad"] == 4  # the report is still written
+
+
+def test_cli_run_says_why_the_power_loss_is_skipped(sub6, tmp_path, monkeypatch, capsys):
+    import io
+
+    from rich.console import Console
+
+    from beamc import cli
+
+    rec = read_recording(sub6["rec"])
+    path = write_recording(tmp_path / "r.npz", rec["csi"][:6], rec["t"][:6], label=rec["label"][:6],
+                           power=rec["power"][:6, :32])
+    buf = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=buf, width=300))
+    monkeypatch.setattr(sys, "argv", ["beamc", "run", str(sub6["bundle"]), "--source", f"csi:{path}",
+                                      "--as-fast-as-possible", "--no-live", "--no-plots", "--report",
+                                      str(tmp_path / "r.json")])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 0
+    line = next(ln for ln in buf.getvalue().splitlines() if "power loss" in ln)
+    assert "skipped: the stream has 32 beam powers, the model predicts 64 beams" in line
