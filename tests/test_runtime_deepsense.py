@@ -152,3 +152,30 @@ def test_preprocessing_that_does_not_fit_the_model_ends_the_run_with_a_clear_mes
     with pytest.raises(BeamcError, match=r"the ort engine rejects the manifest's inputs \[\('lidar', \[4, 216\]\)\]"):
         run_stream(RunOptions(bundle=bundle, source=f"deepsense:{scenario}", report=tmp_path / "r2.json"))
     assert not (tmp_path / "r2.json").exists()  # nothing ran: the error is the whole answer
+
+
+def test_bad_csv_rows_are_numbered_by_their_index_and_delivered_in_csv_order(scenario, bundles, tmp_path):
+    root = tmp_path / "rows"
+    shutil.copytree(scenario, root)
+    csv_path = next(root.glob("*.csv"))
+    lines = csv_path.read_bytes().decode().split("\r\n") if b"\r\n" in csv_path.read_bytes() else \
+        csv_path.read_text().split("\n")
+    sep = "\r\n" if b"\r\n" in csv_path.read_bytes() else "\n"
+    header = lines[0].split(",")
+    beam_col, index_col = header.index("unit1_beam_index"), header.index("index")
+    for line, col, value in ((4, beam_col, "x"), (9, index_col, "nine")):  # data rows 3 and 8
+        fields = lines[line - 1].split(",")
+        fields[col] = value
+        lines[line - 1] = ",".join(fields)
+    csv_path.write_bytes(sep.join(lines).encode())
+    rep = run_stream(RunOptions(bundle=bundles["lidar"], source=f"deepsense:{root}", pace="afap",
+                                report=tmp_path / "r.json", out=tmp_path / "p.jsonl", plots=False))
+    bad = rep["frames"]["bad_by_reason"]["bad CSV row"]
+    assert bad["frame_ids"] == [3, -1]  # the CSV index of data row 3; data row 8's index is unreadable
+    assert bad["example"].startswith(f"{csv_path}: line 4 (data row 3), column 'unit1_beam_index'")
+    ids = [r["id"] for r in jsonl(tmp_path / "p.jsonl")]
+    at3, at8 = ids.index(3), ids.index(-1)
+    assert all(i < 3 for i in ids[:at3]) and all(i > 3 for i in ids[at3 + 1:] if i != -1)
+    assert all(i < 8 for i in ids[:at8]) and all(i > 8 for i in ids[at8 + 1:])
+    f = rep["frames"]
+    assert f["received"] == f["predicted"] + f["warmup"] + f["bad"] + f["dropped"] == 12

@@ -142,6 +142,9 @@ class Summary:
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)       # reason -> count
     skipped_lines: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
+    # the skipped rows' CSV 'index' values, aligned with skipped_lines (None where the index
+    # field itself is unreadable): the runtime numbers bad rows like good ones
+    skipped_index: list[int | None] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "kept": self.kept, "skipped": dict(self.skipped),
@@ -317,6 +320,10 @@ def open_scenario(root: str | Path, *, csv_name: str | None = None, lenient: boo
                 raise BeamcError(message) from None
             summary.skipped[e.reason] += 1
             summary.skipped_lines.append((line, message))
+            try:
+                summary.skipped_index.append(_int_field(fields[col["index"]].strip(), "index", ""))
+            except (_RowError, IndexError):
+                summary.skipped_index.append(None)
             gap = True
             continue
         for key, value in (("line", line), ("row", data_row), ("index", index), ("seq", seq), ("time", t),

@@ -10,8 +10,10 @@ the power loss of a top-K sweep) when the folder has them.
 Replay: rows are released at their `time_stamp[UTC]`; a gap longer than `max_gap_s`
 (default 1 s: the pause between two vehicle passes) is shortened to one frame interval so a
 replay does not sit idle for the tens of seconds between sequences. A row whose file cannot
-be decoded becomes a bad frame (reason per modality, frame id = the CSV index); rows the CSV
-check rejects (missing file, bad field) are reported as bad frames with their CSV line.
+be decoded becomes a bad frame (reason per modality); rows the CSV check rejects (missing
+file, bad field) are bad frames "bad CSV row" whose message names the CSV line, delivered in
+their place in the CSV (after the row before them). Frame ids are the CSV `index` column for
+every row, good or bad; -1 for a bad row whose `index` field itself is unreadable.
 """
 
 from __future__ import annotations
@@ -71,11 +73,21 @@ class DeepSenseFolder(Source):
     def frames(self) -> Iterator[Frame | BadFrame]:
         from beamc.data import deepsense as ds
 
-        for line, message in self.sc.summary.skipped_lines:  # id: the CSV line (the row never got an index)
-            yield BadFrame(id=int(line), reason="bad CSV row", message=message)
         sc, timeline = self.sc, self.timeline()
+        summary = sc.summary
+        skipped = list(zip(summary.skipped_lines, summary.skipped_index or [None] * len(summary.skipped_lines)))
+        s = 0  # next skipped row to deliver: each goes out before the first kept row after it in the CSV
+
+        def bad_rows(before_line: float, t: float) -> Iterator[BadFrame]:
+            nonlocal s
+            while s < len(skipped) and skipped[s][0][0] < before_line:
+                (_, message), index = skipped[s]
+                yield BadFrame(id=-1 if index is None else int(index), reason="bad CSV row", message=message, t=t)
+                s += 1
+
         has_power = "power" in sc.paths
         for i in range(sc.n):
+            yield from bad_rows(int(sc.line[i]), float(timeline[max(i - 1, 0)]))
             frame = Frame(id=int(sc.index[i]), t=float(timeline[i]), key=int(sc.segment[i]),
                           label=int(sc.beam[i]) if sc.beam[i] >= 0 else None)
 
@@ -95,6 +107,7 @@ class DeepSenseFolder(Source):
 
             frame.load = load
             yield frame
+        yield from bad_rows(float("inf"), float(timeline[-1]) if len(timeline) else 0.0)
 
     def info(self) -> dict[str, Any]:
         return {"folder": str(self.sc.root), "csv": self.sc.csv_path.name, "rows": int(self.sc.n),
