@@ -312,8 +312,9 @@ def recipes_validate(recipes: list[str] = typer.Argument(..., help="Recipe files
 
 @recipes_app.command("schema", epilog="Examples:\n\n  beamc recipes schema\n\n  beamc recipes schema --task sub6 --method rkd")
 def recipes_schema(
-    task: Optional[str] = typer.Option(None, help="Show the [task] and [data] keys of this task."),
-    method: Optional[str] = typer.Option(None, help="Show the [distill] keys of this method."),
+    # help texts are rich markup: an unescaped [task] is a style tag and vanishes from --help
+    task: Optional[str] = typer.Option(None, help=r"Show the \[task] and \[data] keys of this task."),
+    method: Optional[str] = typer.Option(None, help=r"Show the \[distill] keys of this method."),
     markdown: bool = typer.Option(False, help="Print a Markdown table (used for the README)."),
 ) -> None:
     """Document every recipe key: type, default and meaning."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,11 @@ def test_schema_reference_documents_keys():
     assert res.returncode == 0
     assert "| `distill.temperature` | a number > 0 | `10.0` |" in res.stdout
     assert "| `train.epochs` | an integer >= 1 | `20` |" in res.stdout
+
+
+def test_schema_help_shows_the_table_names():
+    res = subprocess.run([sys.executable, "-m", "beamc.cli", "recipes", "schema", "--help"], capture_output=True,
+                         text=True, cwd=REPO, env={**os.environ, "COLUMNS": "200"})
+    assert res.returncode == 0
+    assert "Show the [task] and [data] keys of this task." in res.stdout
+    assert "Show the [distill] keys of this method." in res.stdout
