@@ -285,6 +285,10 @@ def recipes_list(folder: Optional[Path] = typer.Argument(None, help="Folder of r
     from beamc.recipe import builtin_recipes_dir, read_toml
 
     root = folder or builtin_recipes_dir()
+    if not root.is_dir():
+        # an empty table would read as "this folder holds no recipes", not "there is no such folder"
+        raise BeamcError(f"recipes folder not found: {root}" if not root.exists()
+                         else f"{root} is a file, expected a folder of recipe .toml files")
     table = Table(title=f"recipes in {root}")
     for col in ("recipe", "task", "method", "description"):
         table.add_column(col)

@@ -57,3 +57,13 @@ def test_schema_help_shows_the_table_names():
     assert res.returncode == 0
     assert "Show the [task] and [data] keys of this task." in res.stdout
     assert "Show the [distill] keys of this method." in res.stdout
+
+
+def test_recipes_list_of_a_missing_folder_is_an_error(tmp_path):
+    res = beamc("recipes", "list", str(tmp_path / "nope"))
+    assert res.returncode == 2 and res.stderr.strip() == f"error: recipes folder not found: {tmp_path / 'nope'}"
+    assert res.stdout == ""
+    (tmp_path / "r.toml").write_text("")
+    res = beamc("recipes", "list", str(tmp_path / "r.toml"))
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"error: {tmp_path / 'r.toml'} is a file, expected a folder of recipe .toml files"
