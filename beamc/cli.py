@@ -219,7 +219,7 @@ def export(
 ) -> None:
     """Export a run's student for a target device: verified ONNX (+ int8/fp16), golden I/O, parity, manifest and the engine build."""
     from beamc.export.bundle import export_run
-    from beamc.export.summary import COLUMNS, next_steps, parity_rows
+    from beamc.export.summary import COLUMNS, bundle_files, next_steps, parity_rows
 
     result = export_run(run_dir, target, precision=_choice("--precision", precision, PRECISIONS), out=out,
                         fmt=_choice("--format", fmt, FORMATS), calibration_samples=calibration_samples,
@@ -235,7 +235,7 @@ def export(
     for row in parity_rows(result.parity, m):
         table.add_row(*row)
     console.print(table)
-    console.print(f"bundle: {result.path}   files: {', '.join(sorted(m['files']))}", highlight=False)
+    console.print(f"bundle: {result.path}   files: {', '.join(bundle_files(m))}", highlight=False)
     for line in next_steps(m, str(result.path)):
         console.print(line, highlight=False)
 

@@ -44,6 +44,12 @@ def parity_rows(parity: dict[str, Any], manifest: dict[str, Any]) -> list[tuple[
     return rows
 
 
+def bundle_files(manifest: dict[str, Any]) -> list[str]:
+    """Every file of the bundle, sorted: the manifest's file table plus manifest.json itself,
+    which the table cannot list (it would have to hold its own hash)."""
+    return sorted({*manifest.get("files", {}), "manifest.json"})
+
+
 def next_steps(manifest: dict[str, Any], bundle: str) -> list[str]:
     """What to do on the device, one line each."""
     engine = manifest.get("engine", {})
@@ -62,4 +68,4 @@ def next_steps(manifest: dict[str, Any], bundle: str) -> list[str]:
     return lines
 
 
-__all__ = ["COLUMNS", "parity_rows", "next_steps"]
+__all__ = ["COLUMNS", "parity_rows", "bundle_files", "next_steps"]

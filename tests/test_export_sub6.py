@@ -405,6 +405,8 @@ def test_cli_export_prints_summary_and_next_steps(run_dir, tmp_path):
     assert res.returncode == 0, res.stderr
     text = " ".join(res.stdout.split())
     assert f"bundle: {out}" in text and "python3 build_engine.py" in text and "100.00 %" in text
+    on_disk = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert "manifest.json" in on_disk and f"files: {', '.join(on_disk)} " in text  # every file, the manifest too
     assert json.loads((out / "manifest.json").read_text())["status"] == "ok"
 
 
