@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,37 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise BeamcError(f"checkpoint not found: {p}")
+    # checked before torch.load: for a file that is no zip archive torch falls back to its
+    # legacy pickle reader, which warns on stderr before it fails (save_model always writes zip)
+    if p.is_dir() or p.stat().st_size == 0 or not zipfile.is_zipfile(p):
+        reason = "a directory" if p.is_dir() else "empty file" if p.stat().st_size == 0 else "not a torch.save archive"
+        raise BeamcError(f"{p}: not a beamc checkpoint ({reason})")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for corrupt files
-        raise BeamcError(f"{p}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise BeamcError(f"{p}: not a beamc model checkpoint (expected format '{FORMAT}')")
+        raise BeamcError(f"{p}: not a beamc checkpoint ({_unreadable_reason(e)})") from None
+    if not isinstance(ckpt, dict):
+        raise BeamcError(f"{p}: not a beamc checkpoint (expected a dict with format '{FORMAT}', "
+                         f"found a {type(ckpt).__name__})")
+    if ckpt.get("format") != FORMAT:
+        raise BeamcError(f"{p}: not a beamc checkpoint (expected format '{FORMAT}', found {ckpt.get('format')!r})")
     return ckpt
+
+
+def _unreadable_reason(e: Exception) -> str:
+    """Why torch.load refused a zip archive, in a few words. torch's own message is a paragraph
+    on weights_only; its first line cut to fit one line of ours ended mid-word and said nothing
+    about the file."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        # e.g. "Unsupported global: GLOBAL mymodule.MyClass was not an allowed global by default ..."
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        detail = detail.split(" was not an allowed global")[0].rstrip(". ")
+        return f"holds objects other than tensors and plain data: {detail}"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    if len(first) > 100:
+        first = first[:100].rsplit(" ", 1)[0] + " ..."
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def load_model(path: str | Path, expect_task: str | None = None) -> tuple[nn.Module, dict[str, Any]]:

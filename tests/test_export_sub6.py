@@ -380,6 +380,33 @@ def test_cli_export_errors_are_one_line(run_dir):
     assert res.returncode == 2 and res.stderr.strip() == f"error: run directory not found: {run_dir / 'nope'}"
 
 
+def test_a_garbage_student_checkpoint_is_one_complete_line(run_dir, tmp_path):
+    import shutil
+    from fractions import Fraction
+
+    from beamc.compress.modeling import read_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    ckpt = run / "student.pt"
+    ckpt.write_bytes(b"\x80\x04garbage" * 40)
+    res = beamc("export", str(run), "--target", "cpu", "--out", str(tmp_path / "b"))
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"error: {ckpt}: not a beamc checkpoint (not a torch.save archive)"
+    ckpt.write_bytes(b"")
+    with pytest.raises(BeamcError, match=r"student.pt: not a beamc checkpoint \(empty file\)$"):
+        read_checkpoint(ckpt)
+    torch.save({"model": Fraction(1, 3)}, ckpt)  # an object of a class: refused by weights_only loading
+    with pytest.raises(BeamcError) as e:
+        read_checkpoint(ckpt)
+    assert str(e.value) == (f"{ckpt}: not a beamc checkpoint (holds objects other than tensors and plain data: "
+                            "Unsupported global: GLOBAL fractions.Fraction)")
+    torch.save({"state_dict": {}}, ckpt)
+    with pytest.raises(BeamcError) as e:
+        read_checkpoint(ckpt)
+    assert str(e.value) == f"{ckpt}: not a beamc checkpoint (expected format 'beamc-model/1', found None)"
+
+
 def test_out_folder_that_is_not_a_bundle_is_never_replaced(run_dir, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(BeamcError) as e:
