@@ -13,7 +13,7 @@ import datetime as _dt
 import io
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,26 @@ from beamc.errors import BeamcError
 RUN_FILE = "run.json"
 
 
+def temp_file_beside(path: str | Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A new file `.<name>.<random><suffix>` next to `path`, created exclusively and open for
+    writing, to be renamed onto `path`. Its mode is the one plain open() gives (0666 less the
+    umask): tempfile.mkstemp's 0600 survives the rename and left every checkpoint, metrics and
+    bundle file unreadable to other users and to a serving container."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            return os.open(tmp, flags, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name next to {path}")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

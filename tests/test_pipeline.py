@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -118,3 +120,19 @@ def test_teacher_checkpoint_is_loaded_not_trained(tiny_sub6, tmp_path):
     with pytest.raises(BeamcError) as e:
         distill(bad, out=tmp_path / "c", progress=False, log=lambda s: None)
     assert str(e.value) == f"checkpoint not found: {tmp_path / 'missing.pt'}"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask):
+    from beamc.runs import atomic_torch_save, atomic_write_json
+    from beamc.runtime.sources.csi import write_recording
+
+    old = os.umask(umask)
+    try:
+        paths = [atomic_write_json(tmp_path / "metrics.json", {"a": 1}),
+                 atomic_torch_save({"w": torch.zeros(1)}, tmp_path / "student.pt"),
+                 write_recording(tmp_path / "rec.npz", np.zeros((2, 4, 8), np.complex64))]
+    finally:
+        os.umask(old)
+    assert [oct(p.stat().st_mode & 0o777) for p in paths] == [oct(0o666 & ~umask)] * 3  # as open() would create them
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "rec.npz", "student.pt"]  # no temporaries left

@@ -56,7 +56,8 @@ def write_recording(path: str | Path, csi: np.ndarray, t: np.ndarray | None = No
                     meta: dict[str, Any] | None = None) -> Path:
     """Write a beamc-csi/1 recording atomically (temporary name, then rename)."""
     import os
-    import tempfile
+
+    from beamc.runs import temp_file_beside
 
     csi = np.asarray(csi)
     if csi.ndim != 3 or not np.iscomplexobj(csi):
@@ -74,7 +75,7 @@ def write_recording(path: str | Path, csi: np.ndarray, t: np.ndarray | None = No
         arrays["meta"] = np.asarray(json.dumps(meta))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    fd, tmp = temp_file_beside(path, ".npz")  # umask-respecting mode (mkstemp's 0600 hid recordings from others)
     os.close(fd)
     try:
         np.savez(tmp, **arrays)
