@@ -76,6 +76,38 @@ def test_bad_bs_selection(tmp_path):
     assert str(e.value) == f"{tmp_path / 'tiny'}: data.bs_index = 3 out of range; TX set 0 has 1 transmitters (0..0)"
 
 
+def test_a_damaged_array_file_is_one_line_naming_file_and_array(tmp_path):
+    write_tiny(tmp_path, "tiny", [{"power": -60.0, "phase": 0.0, "delay": 0.0, "aod_az": 0.0, "aod_el": 90.0}] * 3)
+    kw = dict(tx_set=0, tx_index=0, rx_sets=None, n_ant=4, n_subcarriers=4, selected=np.arange(4), bandwidth=1e6)
+    d = tmp_path / "tiny"
+    power, delay, phase = (d / mat_filename(k, 0, 0, 1) for k in ("power", "delay", "phase"))
+    good = {p: p.read_bytes() for p in (power, delay, phase)}
+    power.write_bytes(good[power][:100])  # truncated: the zip directory at the end is gone
+    with pytest.raises(BeamcError) as e:
+        read_channels(tmp_path, "tiny", **kw)
+    assert str(e.value) == (f"{power}: expected a .npz file holding array 'power', cannot read it "
+                            "(BadZipFile: File is not a zip file)")
+    power.write_bytes(good[power])
+    np.savez_compressed(delay, wrong=np.zeros((3, 1), np.float32))  # the array saved under another name
+    with pytest.raises(BeamcError) as e:
+        read_channels(tmp_path, "tiny", **kw)
+    assert str(e.value) == f"{delay}: expected array 'delay', found 'wrong'"
+    delay.unlink()
+    with pytest.raises(BeamcError) as e:
+        read_channels(tmp_path, "tiny", **kw)
+    assert str(e.value) == f"{d}: missing {delay.name} (array 'delay'); the scenario folder is incomplete"
+    delay.write_bytes(good[delay])
+    np.savez(phase, phase=np.zeros((3, 1), np.float32))  # stored: flip bytes of the array data itself
+    raw = bytearray(phase.read_bytes())
+    at = raw.index(b"\x93NUMPY") + 128  # past the 128-byte .npy header: the array's values
+    raw[at:at + 4] = b"\xff" * 4
+    phase.write_bytes(bytes(raw))
+    with pytest.raises(BeamcError) as e:
+        read_channels(tmp_path, "tiny", **kw)
+    assert str(e.value) == (f"{d}: cannot read the scenario's ray-tracing arrays (BadZipFile: Bad CRC-32 for file "
+                            "'phase.npy'); the scenario folder is damaged")
+
+
 def test_sub6_task_on_a_real_format_pair_and_misalignment(tmp_path):
     """The sub6 task reads a scenario pair through data.source = "deepmimo"; users must align."""
     from beamc.recipe import load_recipe

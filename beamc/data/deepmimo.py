@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,32 @@ def scenario_params(folder: str | Path, name: str) -> dict:
         raise BeamcError(f"{path}: invalid JSON ({e})") from None
 
 
+def check_matrix_file(path: Path, key: str) -> None:
+    """Check that the file dm.load reads for `key` holds that array, reading only its index
+    (zip directory, .mat variable headers, .npy header), not the data. deepmimo looks for
+    <stem>.mat, .npz, .npy in that order; a truncated or mislabelled file made it fail with a
+    BadZipFile or KeyError traceback that named neither the file nor the array."""
+    found = next((path.with_suffix(s) for s in (".mat", ".npz", ".npy") if path.with_suffix(s).exists()), None)
+    if found is None:
+        raise BeamcError(f"{path.parent}: missing {path.name} (array '{key}'); the scenario folder is incomplete")
+    try:
+        if found.suffix == ".npz":
+            with np.load(found) as z:
+                names = list(z.files)
+        elif found.suffix == ".mat":
+            import scipy.io
+
+            names = [name for name, _, _ in scipy.io.whosmat(found)]
+        else:
+            np.load(found, mmap_mode="r")
+            names = [key]  # a .npy file is one unnamed array
+    except Exception as e:  # noqa: BLE001 - zipfile, numpy and scipy raise several types for a damaged file
+        raise BeamcError(f"{found}: expected a {found.suffix} file holding array '{key}', cannot read it "
+                         f"({type(e).__name__}: {e})") from None
+    if key not in names:
+        raise BeamcError(f"{found}: expected array '{key}', found {', '.join(repr(n) for n in names) or 'no arrays'}")
+
+
 @dataclass
 class Channels:
     """Frequency-domain channels of one BS to the users of one scenario."""
@@ -105,6 +133,11 @@ def read_channels(folder: str | Path, name: str, *, tx_set: int, tx_index: int, 
         if not f.exists():
             raise BeamcError(f"{where}: missing {f.name} (TX set {tx_set}, BS {tx_index}, RX set {r}); the scenario folder is incomplete")
 
+    loaded_keys = [k for k in MATRIX_KEYS if k != "inter_pos"]
+    for r in wanted:
+        for key in loaded_keys:
+            check_matrix_file(where / mat_filename(key, tx_set, tx_index, r), key)
+
     dm = _import_deepmimo()
     dm.config.set("scenarios_folder", str(Path(folder).resolve()))
     ch_params = dm.ChannelParameters(
@@ -114,8 +147,13 @@ def read_channels(folder: str | Path, name: str, *, tx_set: int, tx_index: int, 
     )
     hs, pos, los = [], [], []
     with _quiet():
-        loaded = dm.load(name, tx_sets={tx_set: [tx_index]}, rx_sets={r: "all" for r in wanted},
-                         matrices=[k for k in MATRIX_KEYS if k != "inter_pos"], max_paths=num_paths)
+        try:
+            loaded = dm.load(name, tx_sets={tx_set: [tx_index]}, rx_sets={r: "all" for r in wanted},
+                             matrices=loaded_keys, max_paths=num_paths)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+            # damage inside an array's compressed data, which check_matrix_file does not decompress
+            raise BeamcError(f"{where}: cannot read the scenario's ray-tracing arrays ({type(e).__name__}: {e}); "
+                             "the scenario folder is damaged") from None
         datasets = list(loaded.datasets) if isinstance(loaded, dm.MacroDataset) else [loaded]
         for ds in datasets:
             h = ds.compute_channels(ch_params)  # [U, 1, N, K]
