@@ -20,10 +20,10 @@ import copy
 import hashlib
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,7 +32,10 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 
 from beamc.errors import BeamcError
 from beamc.registry import DISTILLERS, MODELS, TASKS
-from beamc.schema import SchemaError, check_call_args, opt, parse, to_dict
+from beamc.schema import (SchemaError, check_call_args, collect_problems, opt, parse, problem, recorded_problems,
+                          to_dict)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -173,51 +176,94 @@ def _model_section(raw: Mapping[str, Any], key: str) -> ModelSection:
 def recipe_from_dict(raw: Mapping[str, Any], source: str = "<recipe>", default_name: str = "recipe",
                      overrides: tuple[str, ...] = ()) -> Recipe:
     try:
-        return _recipe_from_dict(raw, default_name, overrides, source)
-    except SchemaError as e:
-        if any(o.split("=", 1)[0].strip() == e.path for o in overrides):
-            raise SchemaError(e.path, f"--set {e.detail}") from None
-        raise e.located(source) from None
+        recipe = _recipe_from_dict(raw, default_name, overrides, source)
     except BeamcError as e:
-        raise BeamcError(f"{source}: {e}") from None
+        raise _located(e, source, overrides) from None
+    assert recipe is not None  # None only while collecting problems (recipe_problems)
+    return recipe
 
 
-def _recipe_from_dict(raw: Mapping[str, Any], default_name: str, overrides: tuple[str, ...], source: str) -> Recipe:
+def _located(e: BeamcError, source: str, overrides: Sequence[str]) -> BeamcError:
+    """The error as the user reads it: prefixed with the recipe file, or with --set when the
+    key came from an override."""
+    if isinstance(e, SchemaError):
+        if any(o.split("=", 1)[0].strip() == e.path for o in overrides):
+            return SchemaError(e.path, f"--set {e.detail}")
+        return e.located(source)
+    return BeamcError(f"{source}: {e}")
+
+
+def _attempt(check: Callable[[], T]) -> T | None:
+    """check(). While problems are collected, a failing check (or one that recorded a
+    problem) gives None instead of raising, and only the checks that do not need its result go on."""
+    found = recorded_problems()
+    if found is None:
+        return check()
+    before = len(found)
+    try:
+        value = check()
+    except SchemaError as e:
+        problem(e)
+        return None
+    except BeamcError as e:
+        problem(SchemaError("", str(e)))
+        return None
+    return value if len(found) == before else None
+
+
+def _task_of(raw: Mapping[str, Any]) -> Any:
+    task_raw = _section(raw, "task")
+    if "name" not in task_raw:
+        raise SchemaError("task.name", f"missing required key 'task.name' (one of: {', '.join(TASKS.names())})")
+    return TASKS.get_at(task_raw["name"], "task.name")
+
+
+def _recipe_from_dict(raw: Mapping[str, Any], default_name: str, overrides: tuple[str, ...], source: str) -> Recipe | None:
+    """The recipe, checked in a fixed order: the first problem raises, or, while problems are
+    collected (recipe_problems), every check whose inputs are sound runs and None is returned
+    when any problem was found."""
     from beamc.errors import did_you_mean
 
     for key in raw:
         if key not in TOP_LEVEL:
-            raise SchemaError(key, f"unknown key '{key}'{did_you_mean(key, TOP_LEVEL)}")
+            problem(SchemaError(key, f"unknown key '{key}'{did_you_mean(key, TOP_LEVEL)}"))
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name or "/" in name:
-        raise SchemaError("name", f"name: expected a non-empty string without '/', found {name!r}")
-    task_raw = _section(raw, "task")
-    if "name" not in task_raw:
-        raise SchemaError("task.name", f"missing required key 'task.name' (one of: {', '.join(TASKS.names())})")
-    task = TASKS.get_at(task_raw["name"], "task.name")
-    task_cfg = parse(task.TaskConfig, task_raw, "task")
-    data_cfg = parse(task.DataConfig, _section(raw, "data"), "data")
+        problem(SchemaError("name", f"name: expected a non-empty string without '/', found {name!r}"))
+    task = _attempt(lambda: _task_of(raw))
+    task_cfg = _attempt(lambda: parse(task.TaskConfig, _section(raw, "task"), "task")) if task is not None else None
+    data_cfg = _attempt(lambda: parse(task.DataConfig, _section(raw, "data"), "data")) if task is not None else None
+    teacher = student = None
     if "teacher" not in raw:
-        raise SchemaError("teacher", "missing required table [teacher]")
-    teacher = _model_section(raw, "teacher")
-    student = _model_section(raw, "student") if "student" in raw else None
-    distill_raw = _section(raw, "distill")
+        problem(SchemaError("teacher", "missing required table [teacher]"))
+    else:
+        teacher = _attempt(lambda: _model_section(raw, "teacher"))
+    has_student = "student" in raw
+    if has_student:
+        student = _attempt(lambda: _model_section(raw, "student"))
+    distill_raw = _attempt(lambda: _section(raw, "distill")) or {}
     method = distill_raw.get("method", "none")
-    distiller = DISTILLERS.get_at(method, "distill.method")
-    distill_cfg = parse(distiller.Config, {"method": method, **distill_raw}, "distill")
-    distiller.check_recipe(distill_cfg, teacher, student)
-    if student is None and distiller.student_defaults_to_teacher:
-        student = ModelSection(model=teacher.model, args=dict(teacher.args))
-    if student is None and method != "none":
-        raise SchemaError("student", f"distill.method = '{method}' needs a [student] table")
+    distiller = _attempt(lambda: DISTILLERS.get_at(method, "distill.method"))
+    distill_cfg = None
+    if distiller is not None:
+        distill_cfg = _attempt(lambda: parse(distiller.Config, {"method": method, **distill_raw}, "distill"))
+        if distill_cfg is not None and teacher is not None and (student is not None or not has_student):
+            _attempt(lambda: distiller.check_recipe(distill_cfg, teacher, student))
+        if student is None and not has_student and distiller.student_defaults_to_teacher and teacher is not None:
+            student = ModelSection(model=teacher.model, args=dict(teacher.args))
+    if distiller is not None and student is None and not has_student and method != "none" \
+            and not distiller.student_defaults_to_teacher:
+        problem(SchemaError("student", f"distill.method = '{method}' needs a [student] table"))
     if student is not None and (student.checkpoint is not None or student.train is not None):
         key = "student.checkpoint" if student.checkpoint is not None else "student.train"
-        raise SchemaError(key, f"{key}: only the teacher takes this key (the student is always trained by [train])")
-    train = parse(TrainConfig, _section(raw, "train"), "train")
-    output = parse(OutputConfig, _section(raw, "output"), "output")
+        problem(SchemaError(key, f"{key}: only the teacher takes this key (the student is always trained by [train])"))
+    train = _attempt(lambda: parse(TrainConfig, _section(raw, "train"), "train"))
+    output = _attempt(lambda: parse(OutputConfig, _section(raw, "output"), "output"))
     description = raw.get("description", "")
     if not isinstance(description, str):
-        raise SchemaError("description", f"description: expected a string, found {description!r}")
+        problem(SchemaError("description", f"description: expected a string, found {description!r}"))
+    if recorded_problems():
+        return None
     return Recipe(name=name, task=task_cfg, data=data_cfg, teacher=teacher, student=student,
                   distill=distill_cfg, train=train, output=output, description=description,
                   source=source, overrides=overrides)
@@ -228,6 +274,21 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     raw = read_toml(path)
     raw = apply_overrides(raw, overrides)
     return recipe_from_dict(raw, str(path), Path(path).stem, tuple(overrides))
+
+
+def recipe_problems(path: str | Path, overrides: Sequence[str] = ()) -> list[str]:
+    """Every problem of a recipe file, one line each as load_recipe would raise it (for
+    `beamc recipes validate`); [] when the recipe is valid."""
+    try:
+        raw = apply_overrides(read_toml(path), overrides)
+    except BeamcError as e:
+        return [str(e)]
+    with collect_problems() as found:
+        try:
+            _recipe_from_dict(raw, Path(path).stem, tuple(overrides), str(path))
+        except BeamcError as e:  # a check that cannot go on (a missing required key it needs)
+            problem(e if isinstance(e, SchemaError) else SchemaError("", str(e)))
+    return [str(_located(e, str(path), overrides)) for e in found]
 
 
 def dumps(recipe: Recipe) -> str:

@@ -12,11 +12,13 @@ and never guesses: unknown keys, wrong types and out-of-range values are all err
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -35,6 +37,47 @@ class SchemaError(BeamcError):
         err = SchemaError(self.path, f"{src}: {self.detail}")
         err.detail = self.detail
         return err
+
+
+# While `collect_problems()` is active, the checks below record each SchemaError and go on
+# (a bad field keeps its default) so that `beamc recipes validate` lists every problem of a
+# file; otherwise, as for `distill` and `load_recipe`, the first problem raises.
+_problems: ContextVar[list[SchemaError] | None] = ContextVar("beamc_schema_problems", default=None)
+
+
+@contextlib.contextmanager
+def collect_problems() -> Iterator[list[SchemaError]]:
+    """Record schema problems instead of raising the first; yields the list they go to."""
+    found: list[SchemaError] = []
+    token = _problems.set(found)
+    try:
+        yield found
+    finally:
+        _problems.reset(token)
+
+
+@contextlib.contextmanager
+def _raising() -> Iterator[None]:
+    """Raise again inside this block even while collecting (trying alternatives of a union)."""
+    token = _problems.set(None)
+    try:
+        yield
+    finally:
+        _problems.reset(token)
+
+
+def problem(err: SchemaError) -> None:
+    """Raise `err`, or record it (once) and return while collect_problems() is active."""
+    found = _problems.get()
+    if found is None:
+        raise err
+    if all(str(e) != str(err) for e in found):
+        found.append(err)
+
+
+def recorded_problems() -> list[SchemaError] | None:
+    """The problems recorded so far while collect_problems() is active, else None."""
+    return _problems.get()
 
 
 def opt(default: Any = MISSING, *, doc: str = "", ge: float | None = None, gt: float | None = None,
@@ -137,7 +180,8 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         errors = []
         for arg in args:
             try:
-                return convert(arg, value, path)
+                with _raising():  # a failed alternative is no problem of the recipe
+                    return convert(arg, value, path)
             except SchemaError as e:
                 errors.append(e)
         if len(args) == 1:
@@ -194,22 +238,30 @@ def parse(cls: type, raw: Any, path: str = "", base: Any = None) -> Any:
         if key not in known:
             full = f"{path}.{key}" if path else key
             names = [f"{path}.{k}" if path else k for k in known]
-            raise SchemaError(full, f"unknown key '{full}'{did_you_mean(full, names)}")
+            problem(SchemaError(full, f"unknown key '{full}'{did_you_mean(full, names)}"))
     values = {}
+    missing = None
     for name, (f, tp) in known.items():
         full = f"{path}.{name}" if path else name
         if name in raw:
-            if dataclasses.is_dataclass(tp) and f.default_factory is not MISSING and isinstance(raw[name], Mapping):
-                # a nested table overrides the instance its field's factory builds, not the
-                # class defaults: the vision task's `data.synth` defaults to camera only, and a
-                # recipe's `[data.synth] sequences = 40` must not bring the radar back (1 MB a frame)
-                value = parse(tp, raw[name], full, base=f.default_factory())
-            else:
-                value = convert(tp, raw[name], full)
-            _check_bounds(value, f.metadata, tp, full)
+            try:
+                if dataclasses.is_dataclass(tp) and f.default_factory is not MISSING and isinstance(raw[name], Mapping):
+                    # a nested table overrides the instance its field's factory builds, not the
+                    # class defaults: the vision task's `data.synth` defaults to camera only, and a
+                    # recipe's `[data.synth] sequences = 40` must not bring the radar back (1 MB a frame)
+                    value = parse(tp, raw[name], full, base=f.default_factory())
+                else:
+                    value = convert(tp, raw[name], full)
+                _check_bounds(value, f.metadata, tp, full)
+            except SchemaError as e:
+                problem(e)  # collecting: the field keeps its default and the other keys are checked
+                continue
             values[name] = value
         elif base is None and f.default is MISSING and f.default_factory is MISSING:
-            raise SchemaError(full, f"missing required key '{full}' ({f.metadata.get('doc') or describe(tp)})")
+            missing = SchemaError(full, f"missing required key '{full}' ({f.metadata.get('doc') or describe(tp)})")
+            problem(missing)
+    if missing is not None:
+        raise missing  # recorded already; there is nothing to build the table from
     return dataclasses.replace(base, **values) if base is not None else cls(**values)
 
 
@@ -270,14 +322,19 @@ def check_call_args(fn: Any, args: Mapping[str, Any], path: str) -> dict[str, An
         if key not in params:
             full = f"{path}.{key}"
             names = [f"{path}.{k}" for k in params]
-            raise SchemaError(full, f"unknown key '{full}'{did_you_mean(full, names)}"
-                                    f"; {getattr(fn, '__name__', 'this model')} accepts: {', '.join(params) or '(nothing)'}")
+            problem(SchemaError(full, f"unknown key '{full}'{did_you_mean(full, names)}"
+                                      f"; {getattr(fn, '__name__', 'this model')} accepts: {', '.join(params) or '(nothing)'}"))
+            continue
         tp = hints.get(key, Any)
-        out[key] = convert(tp, value, f"{path}.{key}")
+        try:
+            out[key] = convert(tp, value, f"{path}.{key}")
+        except SchemaError as e:
+            problem(e)
+            continue
         if isinstance(out[key], tuple):
             out[key] = list(out[key])
     return out
 
 
-__all__ = ["SchemaError", "opt", "parse", "convert", "to_dict", "reference", "check_call_args", "describe",
+__all__ = ["SchemaError", "collect_problems", "problem", "recorded_problems", "opt", "parse", "convert", "to_dict", "reference", "check_call_args", "describe",
            "dataclass", "fields_of"]

@@ -36,6 +36,21 @@ def test_validate_reports_each_file(tmp_path):
     assert "ok    " in res.stdout and "task.name: unknown task 'sub7' (did you mean 'sub6'?)" in res.stdout
 
 
+def test_validate_reports_every_problem_of_a_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text((REPO / "recipes" / "sub6_ikd.toml").read_text().replace("alpha = 0.9", "alpha = 3")
+                   .replace("epochs = 20", "epochs = 0").replace('model = "sub6_teacher"', "")
+                   .replace('lr = 1e-3', 'lr = "x"'))
+    res = beamc("recipes", "validate", str(bad))
+    assert res.returncode == 2
+    assert res.stdout.splitlines() == [
+        f"error {bad}: missing required key 'teacher.model' (model name from the registry (beamc inspect lists "
+        "parameters and FLOPs))",
+        f"error {bad}: distill.alpha: expected a number >= 0 and <= 1, found 3.0",
+        f"error {bad}: train.lr: expected a number, found 'x' (string)",
+        f"error {bad}: train.epochs: expected an integer >= 1, found 0"]
+
+
 def test_help_lists_commands():
     res = beamc("--help")
     assert res.returncode == 0

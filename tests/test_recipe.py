@@ -161,3 +161,27 @@ def test_a_partial_nested_table_keeps_the_task_defaults_it_leaves_out():
     with pytest.raises(SchemaError) as e:
         load_recipe(REPO / "recipes" / "vision_teacher.toml", ["data.synth.radr=true"])
     assert "unknown key 'data.synth.radr' (did you mean 'data.synth.radar'?)" in str(e.value)
+
+
+def test_validate_lists_every_problem_and_load_stops_at_the_first(tmp_path):
+    from beamc.recipe import recipe_problems
+
+    p = write(tmp_path, BASE.replace('name = "sub6"', 'name = "sub6"\nfoo = 1')
+              .replace('model = "sub6_teacher"', 'model = "sub6_teachr"').replace("alpha = 0.9", "alpha = 3")
+              .replace("epochs = 20", "epochs = 0").replace("lr = 1e-3", 'lr = "x"'))
+    problems = recipe_problems(p)
+    # the known models end the line; other test modules register toy models
+    assert problems[1].startswith(f"{p}: teacher.model: unknown model 'sub6_teachr' (did you mean 'sub6_teacher'?); "
+                                  "known: camera_radar_student, ")
+    assert problems[:1] + problems[2:] == [
+        f"{p}: unknown key 'task.foo' (did you mean 'task.topk'?)",
+        f"{p}: distill.alpha: expected a number >= 0 and <= 1, found 3.0",
+        f"{p}: train.lr: expected a number, found 'x' (string)",
+        f"{p}: train.epochs: expected an integer >= 1, found 0",
+    ]
+    with pytest.raises(SchemaError) as e:
+        load_recipe(p)
+    assert str(e.value) == f"{p}: unknown key 'task.foo' (did you mean 'task.topk'?)"
+    assert recipe_problems(p, ["train.epochs=-1"])[-1] == "--set train.epochs: expected an integer >= 1, found -1"
+    assert recipe_problems(REPO / "recipes" / "sub6_ikd.toml") == []
+    assert recipe_problems(tmp_path / "nope.toml") == [f"recipe not found: {tmp_path / 'nope.toml'}"]
