@@ -21,6 +21,8 @@ from typing import Any
 from beamc.errors import BeamcError
 
 RUN_FILE = "run.json"
+# what every run writes before its first stage; a folder holding only these has no results
+RECORD_FILES = (RUN_FILE, "recipe.toml", "preprocess.json")
 
 
 def temp_file_beside(path: str | Path, suffix: str = ".tmp") -> tuple[int, str]:
@@ -142,6 +144,31 @@ class Run:
         if stage not in done:
             done.append(stage)
         self.update_status(stages_done=done)
+        # `latest` moves here, once the run has something to show, and not when its folder is
+        # made: a start that fails (a missing data folder, a bad teacher checkpoint) must not
+        # take `latest` from the last good run that export and evaluate default to
+        set_latest(self.path.parent, self.path)
+
+    @property
+    def has_progress(self) -> bool:
+        """A finished stage or any checkpoint (*.pt, training states included) in the folder."""
+        return bool(self.status.get("stages_done")) or any(self.path.glob("*.pt"))
+
+    def discard_if_empty(self) -> bool:
+        """Remove the folder of a run that produced nothing but its own records (recipe.toml,
+        run.json, preprocess.json); True if removed. Anything else in it keeps the folder."""
+        if self.has_progress:
+            return False
+        entries = list(self.path.iterdir())
+        if any(p.name not in RECORD_FILES and not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in entries):
+            return False
+        for p in entries:
+            p.unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:  # something appeared meanwhile: keep it
+            return False
+        return True
 
     @property
     def complete(self) -> bool:
@@ -163,8 +190,7 @@ def new_run(out_root: str | Path, recipe_name: str) -> Run:
     path.mkdir()
     run = Run(path)
     run.update_status(recipe=recipe_name, state="running", stages_done=[], created=_dt.datetime.now().isoformat())
-    set_latest(root, path)
-    return run
+    return run  # `latest` moves when its first stage is done (Run.mark_stage)
 
 
 def set_latest(out_root: str | Path, run_path: str | Path) -> None:

@@ -454,6 +454,8 @@ def distill(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fal
         raise
     except BaseException:
         run.update_status(state="failed")
+        if run.discard_if_empty():  # a failed start leaves no clutter (and never moved `latest`)
+            log(f"removed {run.path}: the run failed before producing anything")
         raise
     return run
 

@@ -136,3 +136,19 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask):
         os.umask(old)
     assert [oct(p.stat().st_mode & 0o777) for p in paths] == [oct(0o666 & ~umask)] * 3  # as open() would create them
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "rec.npz", "student.pt"]  # no temporaries left
+
+
+def test_a_failed_start_leaves_no_folder_and_keeps_latest(tiny_sub6, tmp_path):
+    path = tiny_sub6(method="none", epochs=1)
+    out = tmp_path / "runs"
+    bad = load_recipe(path, ["data.source=deepmimo", f"data.folder={tmp_path / 'none'}"])
+    logged = []
+    with pytest.raises(BeamcError):
+        distill(bad, out=out, progress=False, log=logged.append)
+    assert list(out.iterdir()) == []  # no run folder, no `latest` pointing at one
+    assert logged[-1].startswith(f"removed {out}/tiny-") and logged[-1].endswith(": the run failed before producing anything")
+    good = distill(load_recipe(path), out=out, progress=False, log=lambda s: None)
+    with pytest.raises(BeamcError):
+        distill(bad, out=out, progress=False, log=lambda s: None)
+    assert (out / "latest").resolve() == good.path
+    assert sorted(p.name for p in out.iterdir()) == sorted(["latest", "teachers", good.path.name])
