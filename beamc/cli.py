@@ -8,7 +8,10 @@ traceback. Heavy modules (torch, onnx) are imported inside the commands that nee
 from __future__ import annotations
 
 import json
+import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -90,6 +93,23 @@ def _summary(metrics: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- compress
+@contextmanager
+def _resume_hint(command: str, recipe: str, set_: Optional[list[str]], out: Optional[Path]) -> Iterator[None]:
+    """On Ctrl-C, one line naming the run folder and the command that continues it, exit 130.
+    Caught here, inside the command: typer turns a KeyboardInterrupt that leaves the command
+    into exit 130 with nothing printed, before main() could say anything."""
+    from beamc.runs import RunInterrupted
+
+    try:
+        yield
+    except RunInterrupted as e:
+        words = ["beamc", command, recipe, *(w for s in set_ or [] for w in ("--set", s)),
+                 *(["--out", str(out)] if out is not None else []), "--resume"]
+        err_console.print(f"interrupted: {e.path} keeps its checkpoints; continue with: {shlex.join(words)}",
+                          highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
 @app.command(epilog="Examples:\n\n  beamc distill recipes/sub6_ikd.toml\n\n"
                     "  beamc distill recipes/sub6_rkd.toml --set train.epochs=1 --set train.seed=3\n\n"
                     "  beamc distill recipes/sub6_ikd.toml --resume   (continue the last unfinished run)")
@@ -105,8 +125,9 @@ def distill(
     from beamc.compress.pipeline import distill as run_distill, read_metrics
 
     r = _load(recipe, set_)
-    run = run_distill(r, out=out, resume=resume, progress=not quiet and not as_json,
-                      log=(lambda s: None) if as_json else console.print)
+    with _resume_hint("distill", recipe, set_, out):
+        run = run_distill(r, out=out, resume=resume, progress=not quiet and not as_json,
+                          log=(lambda s: None) if as_json else console.print)
     metrics = read_metrics(run.path)
     if as_json:
         print(json.dumps(metrics, indent=2))
@@ -127,7 +148,8 @@ def train(
     from beamc.compress.pipeline import distill as run_distill, read_metrics
 
     r = _load(recipe, set_)
-    run = run_distill(r, out=out, resume=resume, progress=not quiet, teacher_only=True, log=console.print)
+    with _resume_hint("train", recipe, set_, out):
+        run = run_distill(r, out=out, resume=resume, progress=not quiet, teacher_only=True, log=console.print)
     _summary(read_metrics(run.path))
     console.print(f"run: {run.path}")
 

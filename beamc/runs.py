@@ -234,6 +234,15 @@ def find_resumable(out_root: str | Path, recipe_name: str) -> Run | None:
     return None
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: its folder keeps what was done and can be resumed. A
+    KeyboardInterrupt still, so whatever stops on Ctrl-C stops on it."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(str(path))
+        self.path = Path(path)
+
+
 def cache_root() -> Path:
     """Shared cache for generated data and reusable teachers ($BEAMC_CACHE, default ~/.cache/beamc)."""
     env = os.environ.get("BEAMC_CACHE")

@@ -37,8 +37,8 @@ from beamc.errors import BeamcError
 from beamc.progress import stage_progress
 from beamc.recipe import Recipe, dumps, fingerprint, read_toml
 from beamc.registry import DISTILLERS, TASKS
-from beamc.runs import (Run, atomic_write_json, atomic_write_text, find_resumable, new_run, read_json,
-                        resolve_run_dir)
+from beamc.runs import (Run, RunInterrupted, atomic_write_json, atomic_write_text, find_resumable, new_run,
+                        read_json, resolve_run_dir)
 from beamc.compress.distillers import ModelOut, Taps
 from beamc.compress.modeling import (build_model, link_or_copy, load_model, resolve_device, save_model,
                                      torch_predictor)
@@ -449,9 +449,11 @@ def distill(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fal
             atomic_write_json(run.file("metrics.json"), metrics)
         run.mark_stage("evaluate")
         run.update_status(state="complete", finished=_dt.datetime.now().isoformat())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         run.update_status(state="interrupted")
-        raise
+        # typer turns a bare KeyboardInterrupt into exit 130 before `beamc`'s own handler sees
+        # it; RunInterrupted carries the folder so the command can print how to resume
+        raise RunInterrupted(run.path) from e
     except BaseException:
         run.update_status(state="failed")
         if run.discard_if_empty():  # a failed start leaves no clutter (and never moved `latest`)

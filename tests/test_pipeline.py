@@ -152,3 +152,24 @@ def test_a_failed_start_leaves_no_folder_and_keeps_latest(tiny_sub6, tmp_path):
         distill(bad, out=out, progress=False, log=lambda s: None)
     assert (out / "latest").resolve() == good.path
     assert sorted(p.name for p in out.iterdir()) == sorted(["latest", "teachers", good.path.name])
+
+
+def test_ctrl_c_prints_the_run_folder_and_the_resume_command(tiny_sub6, tmp_path):
+    import subprocess
+    import sys
+
+    recipe = tiny_sub6(method="none", epochs=1)
+    out = tmp_path / "my runs"
+    # Ctrl-C as the teacher stage starts, through the real entry point (typer included)
+    code = ("import sys, beamc.compress.pipeline as p\n"
+            "def stop(*a, **k):\n    raise KeyboardInterrupt\n"
+            "p.obtain_teacher = stop\n"
+            "from beamc.cli import main\n"
+            f"sys.argv = ['beamc', 'distill', {str(recipe)!r}, '--set', 'train.seed=3', '--out', {str(out)!r}, '-q']\n"
+            "main()\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 130
+    (run,) = out.glob("tiny-*")
+    assert res.stderr.strip() == (f"interrupted: {run} keeps its checkpoints; continue with: beamc distill {recipe} "
+                                  f"--set train.seed=3 --out '{out}' --resume")
+    assert json.loads((run / "run.json").read_text())["state"] == "interrupted"
