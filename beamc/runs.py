@@ -220,18 +220,25 @@ def resolve_run_dir(path: str | Path) -> Path:
     return p
 
 
-def find_resumable(out_root: str | Path, recipe_name: str) -> Run | None:
-    """Newest unfinished run of this recipe under out_root."""
+def unfinished_runs(out_root: str | Path, recipe_name: str) -> list[Run]:
+    """Runs of this recipe under out_root that --resume may continue, most recently active
+    first: not complete, and not a run that failed before producing anything (a bad data
+    folder): resuming that would only start over, and it must not hide an interrupted run."""
     root = Path(out_root)
     if not root.exists():
-        return None
+        return []
     candidates = sorted((p for p in root.glob(f"{recipe_name}-*") if (p / RUN_FILE).exists()),
                         key=lambda p: p.stat().st_mtime, reverse=True)
+    runs = []
     for p in candidates:
         run = Run(p)
-        if run.status.get("recipe") == recipe_name and not run.complete:
-            return run
-    return None
+        status = run.status
+        if status.get("recipe") != recipe_name or status.get("state") == "complete":
+            continue
+        if status.get("state") == "failed" and not run.has_progress:
+            continue
+        runs.append(run)
+    return runs
 
 
 class RunInterrupted(KeyboardInterrupt):

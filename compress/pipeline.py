@@ -37,8 +37,8 @@ from beamc.errors import BeamcError
 from beamc.progress import stage_progress
 from beamc.recipe import Recipe, dumps, fingerprint, read_toml
 from beamc.registry import DISTILLERS, TASKS
-from beamc.runs import (Run, RunInterrupted, atomic_write_json, atomic_write_text, find_resumable, new_run,
-                        read_json, resolve_run_dir)
+from beamc.runs import (Run, RunInterrupted, atomic_write_json, atomic_write_text, new_run, read_json,
+                        resolve_run_dir, unfinished_runs)
 from beamc.compress.distillers import ModelOut, Taps
 from beamc.compress.modeling import (build_model, link_or_copy, load_model, resolve_device, save_model,
                                      torch_predictor)
@@ -58,13 +58,18 @@ def versions() -> dict[str, str]:
 def open_run(recipe: Recipe, out: str | Path | None, resume: bool) -> Run:
     out_root = Path(out) if out is not None else Path(recipe.output.dir)
     if resume:
-        run = find_resumable(out_root, recipe.name)
-        if run is None:
+        runs = [r for r in unfinished_runs(out_root, recipe.name) if r.file("recipe.toml").exists()]
+        if not runs:
             raise BeamcError(f"--resume: no unfinished run of recipe '{recipe.name}' under {out_root}/")
-        recorded = read_toml(run.file("recipe.toml"), "recorded recipe")
-        if recorded != recipe.to_dict():
-            changed = sorted(k for k in set(recorded) | set(recipe.to_dict()) if recorded.get(k) != recipe.to_dict().get(k))
-            raise BeamcError(f"--resume: {run.path} was started with a different recipe (section(s) {', '.join(changed)} "
+        wanted = recipe.to_dict()
+        recorded = {r.path: read_toml(r.file("recipe.toml"), "recorded recipe") for r in runs}
+        # the newest run started with this very recipe: an older interrupted run is not hidden
+        # by a later attempt with other --set values
+        run = next((r for r in runs if recorded[r.path] == wanted), None)
+        if run is None:
+            newest, other = runs[0], recorded[runs[0].path]
+            changed = sorted(k for k in set(other) | set(wanted) if other.get(k) != wanted.get(k))
+            raise BeamcError(f"--resume: {newest.path} was started with a different recipe (section(s) {', '.join(changed)} "
                              "differ); resume with the same recipe and --set values, or start a new run")
         run.update_status(state="running", resumed=_dt.datetime.now().isoformat())
         return run

@@ -12,6 +12,7 @@ import torch
 from beamc.compress.pipeline import distill, read_metrics, reevaluate
 from beamc.errors import BeamcError
 from beamc.recipe import load_recipe
+from beamc.runs import RunInterrupted
 
 
 def state_of(path):
@@ -136,6 +137,34 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask):
         os.umask(old)
     assert [oct(p.stat().st_mode & 0o777) for p in paths] == [oct(0o666 & ~umask)] * 3  # as open() would create them
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "rec.npz", "student.pt"]  # no temporaries left
+
+
+def test_resume_takes_the_newest_run_of_the_same_recipe(tiny_sub6, tmp_path):
+    path = tiny_sub6(method="ikd", epochs=2)
+    out = tmp_path / "runs"
+
+    def stop(label, epoch, row):
+        if label == "student":
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted) as e:  # A: the run to continue, its teacher stage done
+        distill(load_recipe(path), out=out, progress=False, log=lambda s: None, on_epoch_end=stop)
+    first = e.value.path
+    assert (out / "latest").resolve() == first and (first / "student.state.pt").exists()
+    with pytest.raises(RunInterrupted):  # B: later, other --set values
+        distill(load_recipe(path, ["train.lr=0.1"]), out=out, progress=False, log=lambda s: None, on_epoch_end=stop)
+    with pytest.raises(BeamcError):  # C: later still, fails before training: leaves nothing
+        distill(load_recipe(path, ["data.source=deepmimo", f"data.folder={tmp_path / 'none'}"]), out=out,
+                progress=False, log=lambda s: None)
+    # D: what an older beamc left of a failed start: no candidate whatever its age
+    old_failed = out / "tiny-29991231-235959"
+    old_failed.mkdir()
+    (old_failed / "recipe.toml").write_text("name = 'tiny'\n")
+    (old_failed / "run.json").write_text(json.dumps({"recipe": "tiny", "state": "failed", "stages_done": []}))
+    assert len(list(out.glob("tiny-*"))) == 3
+    resumed = distill(load_recipe(path), out=out, resume=True, progress=False, log=lambda s: None)
+    assert resumed.path == first and resumed.complete
+    assert (out / "latest").resolve() == first
 
 
 def test_a_failed_start_leaves_no_folder_and_keeps_latest(tiny_sub6, tmp_path):
