@@ -16,7 +16,7 @@ import torch
 from beamc.compress import datafree as dfm
 from beamc.compress.datafree import (Generator, Inversion, activation_loss, adversarial_gap, entropy_loss,
                                      generator_loss, layered_metadata_loss, metadata_loss, metadata_stats,
-                                     read_metadata, target_loss, train_generator)
+                                     read_metadata, render_segments, target_loss, train_generator)
 from beamc.compress.distillers import ModelOut
 from beamc.compress.pipeline import distill, reevaluate
 from beamc.errors import BeamcError
@@ -126,6 +126,49 @@ def test_generator_shape_range_and_padding(output):
         assert float(x[:, :8].min()) == 4.0          # clamped, not wrapped
     else:
         assert 0.0 < float(x[:, :8].min()) and float(x[:, :8].max()) < 4.0
+
+
+def segment_params(centre: float, drift: float, half_width: float, rng: float, features: int = 216, frames: int = 8,
+                   hi: float = 4.0, presence: float = 20.0) -> torch.Tensor:
+    """Unsquashed SEGMENT_PARAMS that render_segments maps back to these values (lo = 0)."""
+    return torch.tensor([math.log(centre / (features - centre)), math.atanh(drift * frames / features),
+                         math.log((half_width - 0.5) / (features / 4 - half_width + 0.5)), math.log(rng / (hi - rng)),
+                         0.0, presence])
+
+
+def test_segments_render_a_moving_run_of_bins_at_its_range():
+    p = segment_params(centre=100.0, drift=2.0, half_width=10.5, rng=2.0)[None, None]     # [B=1, S=1, 6]
+    x = render_segments(p, 8, 216, torch.tensor(0.0), torch.tensor(4.0))[0]
+    assert x.shape == (8, 216)
+    for f in range(8):
+        c = 100 + 2 * f                                   # the run's centre moves 2 bins per frame
+        inside, outside = x[f, c - 8:c + 9], torch.cat([x[f, :c - 16], x[f, c + 17:]])
+        assert torch.allclose(inside, torch.full_like(inside, 2.0), atol=0.02)
+        assert float(outside.max()) < 1e-3
+        assert float((x[f] * torch.arange(216)).sum() / x[f].sum()) == pytest.approx(c, abs=1e-3)
+    # a second, nearer run elsewhere adds its own bins; an absent one (presence -> 0) draws nothing
+    two = torch.stack([segment_params(100.0, 0.0, 10.5, 2.0), segment_params(30.0, 0.0, 5.5, 1.0),
+                       segment_params(180.0, 0.0, 5.5, 3.0, presence=-20.0)])[None]
+    y = render_segments(two, 8, 216, torch.tensor(0.0), torch.tensor(4.0))[0]
+    assert torch.allclose(y[:, 27:34], torch.full((8, 7), 1.0), atol=0.02)
+    assert torch.allclose(y[:, 92:109], torch.full((8, 17), 2.0), atol=0.02)
+    assert float(y[:, 170:].max()) < 1e-3
+    # segment_max_drift bounds the motion: the fastest possible drift moves the run 3 bins per frame
+    fast = segment_params(60.0, 0.0, 5.5, 2.0)
+    fast[1] = 50.0                                        # tanh -> 1: the largest drift allowed
+    z = render_segments(fast[None, None], 8, 216, torch.tensor(0.0), torch.tensor(4.0), max_drift=3.0)[0]
+    centroids = (z * torch.arange(216)).sum(dim=1) / z.sum(dim=1)
+    assert torch.allclose(centroids.diff(), torch.full((7,), 3.0), atol=1e-3)
+
+
+def test_segments_generator_is_two_layers_into_the_scan_layout():
+    torch.manual_seed(0)
+    g = Generator(500, 64, 8, 216, 3, 0.0, 4.0, "segments", segments=4)
+    assert sum(p.numel() for p in g.parameters()) == 500 * 64 + 64 + 64 * 4 * 6 + 4 * 6
+    with torch.no_grad():
+        x = g(torch.randn(5, 500))
+    assert x.shape == (5, 11, 216) and not x[:, 8:].any()
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 4.0
 
 
 def test_target_loss_is_the_cross_entropy_of_the_first_step():

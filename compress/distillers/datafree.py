@@ -32,8 +32,15 @@ class DataFreeConfig:
     beta: float = opt(1e-2, ge=0, doc="weight of the entropy loss (eq. 8)")
     noise_dim: int = opt(500, ge=1, doc="generator input (noise) size")
     generator_hidden: int = opt(64, ge=1, doc="generator hidden layer width")
-    generator_output: Literal["tanh", "relu"] = opt("tanh", doc='squashing into the input range: "tanh" (paper) or '
-                                                    '"relu" clamped at the maximum (reference code; exact zeros)')
+    generator_output: Literal["tanh", "relu", "segments"] = opt(
+        "tanh", doc='squashing into the input range: "tanh" (paper), "relu" clamped at the maximum (reference code; '
+        'exact zeros), or "segments" (beyond the paper): the last layer gives `generator_segments` runs of bins, '
+        "each a position, drift, width, range and presence, drawn as a clutter-removed scan")
+    generator_segments: int = opt(4, ge=1, doc='runs of bins per generated frame with generator_output = "segments"')
+    segment_max_drift: float = opt(0.0, ge=0, doc='fastest a generated segment may move, in bins per frame '
+                                   '(generator_output = "segments"): the sensor geometry bounds it, e.g. top speed x '
+                                   "frame interval / nearest range in radians x bins per radian; 0 = the field of "
+                                   "view over the window")
     generator_steps: int = opt(500, ge=1, doc="generator updates, each on a fresh noise batch (the paper's 500 epochs)")
     generator_batch_size: int = opt(64, ge=2, doc="noise samples per generator update")
     generator_lr: float = opt(1e-3, gt=0, doc="generator Adam learning rate")
