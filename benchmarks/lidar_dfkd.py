@@ -24,12 +24,17 @@ from beamc.recipe import load_recipe
 REPO = Path(__file__).resolve().parents[1]
 # runs with data first: a teacher cache entry whose metadata lacks the per-layer statistics
 # gets them re-measured there, before the data-free runs (which cannot open the data) need them
+FREE_BINS = ["distill.generator_output=relu", 'distill.metadata_layers=["hidden"]', "distill.samples=5000"]
 METHODS = {
     "no KD": "lidar_scratch", "KD": "lidar_kd", "KD-MSE": "lidar_kd_mse",
     "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse", "DF-KD MSE 3 layers": "lidar_dfkd_mse_layers",
     "DF-KD MSE v1": "lidar_dfkd_mse_v1",
-    # the round-2 MSE recipe (30 student epochs) against the committed 60
-    "DF-KD MSE 30 epochs": ("lidar_dfkd_mse", ["train.epochs=30"]),
+    # the round-2 MSE recipe (30 student epochs) against the committed 60 (free-bin generator)
+    "DF-KD MSE 30 epochs": ("lidar_dfkd_mse", [*FREE_BINS, "train.epochs=30"]),
+    # the DF-KD recipes of rounds 2-4: the generator's last layer gives the 8 x 216 bins
+    # (ReLU), eq. 5 on the last hidden state only, 5,000 samples per student epoch
+    "DF-KD KL free bins": ("lidar_dfkd_kl", [*FREE_BINS, "train.epochs=30"]),
+    "DF-KD MSE free bins": ("lidar_dfkd_mse", FREE_BINS),
     "ablation: weighted": "lidar_dfkd_ablation_weighted", "ablation: metadata": "lidar_dfkd_ablation_metadata",
     "ablation: activation": "lidar_dfkd_ablation_activation", "ablation: entropy": "lidar_dfkd_ablation_entropy",
 }
