@@ -97,14 +97,14 @@ def render_segments(p: torch.Tensor, frames: int, features: int, lo: torch.Tenso
     r = lo + (hi - lo) * torch.sigmoid(r)
     u = torch.tanh(u) * (hi - lo) / frames
     pres = torch.sigmoid(pres)
-    f = torch.arange(frames, dtype=p.dtype, device=p.device)[:, None, None]     # [F, 1, 1]
+    f = torch.arange(frames, dtype=p.dtype, device=p.device)[:, None]           # [F, 1]: against [B, 1, S]
     b = torch.arange(features, dtype=p.dtype, device=p.device)                  # [D]
-    centre = (c[:, None] + v[:, None] * f[..., 0])[..., None]                   # [B, F, S, 1]
+    centre = (c[:, None] + v[:, None] * f)[..., None]                           # [B, F, S, 1]
     half = h[:, None, :, None]
     inside = torch.sigmoid((b - centre + half) / EDGE_BINS) * torch.sigmoid((centre + half - b) / EDGE_BINS)
     weight = inside * pres[:, None, :, None]                                    # [B, F, S, D]
     weight = torch.where(weight > 1e-3, weight, torch.zeros_like(weight))      # no faint tails off the run
-    rng = (r[:, None] + u[:, None] * f[..., 0]).clamp(lo, hi)[..., None]        # [B, F, S, 1]
+    rng = (r[:, None] + u[:, None] * f).clamp(lo, hi)[..., None]                # [B, F, S, 1]
     total = weight.sum(dim=2)
     value = (weight * rng).sum(dim=2) / total.clamp_min(1.0)                    # a lone segment keeps its taper
     return value.clamp(lo, hi)
