@@ -76,6 +76,8 @@ def main() -> None:
             args.seeds += part.pop("seeds", [])
             for name, runs in part.items():
                 results.setdefault(name, []).extend(runs)
+        # every run shares one cached teacher: one row per seed, not one per merged file
+        results["teacher"] = results["teacher"][:len(set(args.seeds))]
     for seed in ([] if args.merge else args.seeds):
         for method in args.methods:
             name, extra = METHODS[method] if isinstance(METHODS[method], tuple) else (METHODS[method], [])
