@@ -112,34 +112,44 @@ def test_recording_format_errors_name_the_key(tmp_path):
         write_recording(tmp_path / "x.npz", np.ones((3, 4, 32), np.complex64), power=np.ones((2, 64)))
 
 
-def test_tcp_loopback_with_malformed_frames(sub6, tmp_path):
+def stream_over_tcp(sub6, tmp_path, send) -> tuple[dict, dict]:
+    """Run the sub-6 bundle on a TCP source fed by `send(sender, recording)` in a thread;
+    (report, recording)."""
     rec = read_recording(sub6["rec"])
     port = free_port()
 
     def sender() -> None:
         with FrameSender("127.0.0.1", port) as s:
-            for i in range(8):
-                t = i * 0.02
-                s.send("label", np.int64(rec["label"][i]), frame_id=i, t=t)
-                s.send("power", rec["power"][i], frame_id=i, t=t + 0.001)
-                if i == 2:
-                    s.send_raw(b"garbage before a frame")  # bad magic: skipped to the next message
-                if i == 3:  # payload length that does not match dtype and shape
-                    msg = bytearray(encode_frame("csi", rec["csi"][i], frame_id=i, t=t))
-                    msg[28:36] = (100).to_bytes(8, "little")
-                    s.send_raw(bytes(msg[:36 + 3 + 3 + 8]) + bytes(100))
-                    continue
-                if i == 5:
-                    s.send("csi", rec["csi"][i][:2], frame_id=i, t=t + 0.002)  # 2 antennas: shape mismatch
-                    continue
-                s.send("csi", rec["csi"][i], frame_id=i, t=t + 0.002)
+            send(s, rec)
 
     thread = threading.Thread(target=sender, daemon=True)
     thread.start()
-    # queue_size: the 8 frames arrive in one burst; a live source drops what does not fit
+    # queue_size: the frames arrive in one burst; a live source drops what does not fit
     rep = run_stream(RunOptions(bundle=sub6["bundle"], source=f"tcp://127.0.0.1:{port}?tolerance_ms=5", queue_size=32,
                                 report=tmp_path / "r.json", out=tmp_path / "p.jsonl", plots=False))
     thread.join(5)
+    return rep, rec
+
+
+def test_tcp_loopback_with_malformed_frames(sub6, tmp_path):
+    def send(s, rec) -> None:
+        for i in range(8):
+            t = i * 0.02
+            s.send("label", np.int64(rec["label"][i]), frame_id=i, t=t)
+            s.send("power", rec["power"][i], frame_id=i, t=t + 0.001)
+            if i == 2:
+                s.send_raw(b"garbage before a frame")  # bad magic: skipped to the next message
+            if i == 3:  # payload length that does not match dtype and shape
+                msg = bytearray(encode_frame("csi", rec["csi"][i], frame_id=i, t=t))
+                msg[28:36] = (100).to_bytes(8, "little")
+                s.send_raw(bytes(msg[:36 + 3 + 3 + 8]) + bytes(100))
+                continue
+            if i == 5:
+                s.send("csi", rec["csi"][i][:2], frame_id=i, t=t + 0.002)  # 2 antennas: shape mismatch
+                continue
+            s.send("csi", rec["csi"][i], frame_id=i, t=t + 0.002)
+
+    rep, rec = stream_over_tcp(sub6, tmp_path, send)
     bad = rep["frames"]["bad_by_reason"]
     assert bad[MALFORMED_NETWORK]["count"] == 2 and bad[MALFORMED_NETWORK]["frame_ids"] == [-1, 3]
     assert "expected magic b'BMCF'" in bad[MALFORMED_NETWORK]["example"]
@@ -488,23 +498,15 @@ def test_csi_mat_frames_with_non_finite_values_and_bad_labels(sub6, tmp_path):
 
 
 def test_tcp_nan_timestamp_and_list_label_do_not_break_the_stream(sub6, tmp_path):
-    rec = read_recording(sub6["rec"])
-    port = free_port()
+    def send(s, rec) -> None:
+        for i in range(8):
+            t = i * 0.02
+            label = np.array([1, 2, 3]) if i == 6 else np.int64(rec["label"][i])
+            s.send("label", label, frame_id=i, t=float("nan") if i == 5 else t)
+            s.send("power", rec["power"][i], frame_id=i, t=t + 0.001)
+            s.send("csi", rec["csi"][i], frame_id=i, t=float("nan") if i == 3 else t + 0.002)
 
-    def sender() -> None:
-        with FrameSender("127.0.0.1", port) as s:
-            for i in range(8):
-                t = i * 0.02
-                label = np.array([1, 2, 3]) if i == 6 else np.int64(rec["label"][i])
-                s.send("label", label, frame_id=i, t=float("nan") if i == 5 else t)
-                s.send("power", rec["power"][i], frame_id=i, t=t + 0.001)
-                s.send("csi", rec["csi"][i], frame_id=i, t=float("nan") if i == 3 else t + 0.002)
-
-    thread = threading.Thread(target=sender, daemon=True)
-    thread.start()
-    rep = run_stream(RunOptions(bundle=sub6["bundle"], source=f"tcp://127.0.0.1:{port}?tolerance_ms=5", queue_size=32,
-                                report=tmp_path / "r.json", out=tmp_path / "p.jsonl", plots=False))
-    thread.join(5)
+    rep, rec = stream_over_tcp(sub6, tmp_path, send)
     f = rep["frames"]
     bad = f["bad_by_reason"]
     assert bad[MALFORMED_NETWORK]["frame_ids"] == [3, 5]
