@@ -345,7 +345,7 @@ class Pipeline:
         mb = max(1, self.opts.micro_batch)
         pre, engine, clock, results = self.pre, self.engine, time.perf_counter, self._results
         keep = self._keep_inputs
-        beams = self.beams if self.beams is not None else 1 << 62
+        beams = self.beams
         depth = 0 if self.inline else self.q_in.qsize()
         pending: deque = deque(items)
         ended = False
@@ -385,9 +385,8 @@ class Pipeline:
                 if not self._inputs_checked:
                     self._check_inputs(inputs)
                 # checked once the frame is sure to be predicted: it is then counted once, as unscored
-                label = frame.label
-                if label is not None and not (type(label) is int and 0 <= label < beams):
-                    frame.label, problem = check_label(label, beams, frame.id)
+                if frame.label is not None:  # check_label's fast path takes the common plain int
+                    frame.label, problem = check_label(frame.label, beams, frame.id)
                     if problem is not None:
                         results.append(Unscored(frame.id, BAD_LABEL, problem))
                         self._others += 1

@@ -238,7 +238,7 @@ def _power(a: dict[str, Any], logits: np.ndarray, topk: int) -> dict[str, Any]:
     mean NaN nor a stream with another codebook size crash the report."""
     first = logits if logits.ndim == 2 else logits[:, 0]
     beams = first.shape[-1]
-    use, left_out, lengths = [], Counter(), Counter()
+    use, rows, left_out, lengths = [], [], Counter(), Counter()
     for i in a["power_idx"]:
         p = np.asarray(a["frames"][i].power, dtype=np.float64)
         if p.ndim != 1 or len(p) != beams:
@@ -248,13 +248,13 @@ def _power(a: dict[str, Any], logits: np.ndarray, topk: int) -> dict[str, Any]:
             left_out["non-finite"] += 1
         else:
             use.append(i)
+            rows.append(p)
     if not use:
         if lengths and not left_out.get("non-finite"):
             found = " or ".join(str(n) for n in sorted(lengths))
             return {"skipped": f"the stream has {found} beam powers, the model predicts {beams} beams"}
         return {"skipped": f"no frame has {beams} finite beam powers ({', '.join(f'{k}: {v}' for k, v in left_out.items())})"}
-    power = np.stack([np.asarray(a["frames"][i].power, dtype=np.float64) for i in use])
-    out = metrics.power_metrics(first[use], power, topk)
+    out = metrics.power_metrics(first[use], np.stack(rows), topk)
     if left_out:
         out["left_out"] = dict(left_out)
     return out
