@@ -258,7 +258,7 @@ def build_generator(cfg: Any, meta: dict[str, Any], classes: int = 0) -> Generat
         raise BeamcError(f"distill.targets = {cfg.targets} needs the teacher's number of classes, found {classes}")
     return Generator(cfg.noise_dim, cfg.generator_hidden, int(lay["frames"]), int(lay["features"]), int(lay["pad"]),
                      float(meta["input_min"]), float(meta["input_max"]), cfg.generator_output, classes,
-                     getattr(cfg, "generator_segments", 4), getattr(cfg, "segment_max_drift", 0.0) or None)
+                     cfg.generator_segments, cfg.segment_max_drift or None)
 
 
 def metadata_stats(meta: dict[str, Any], layers: tuple[str, ...], device: torch.device
