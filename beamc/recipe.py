@@ -54,8 +54,22 @@ class TrainConfig:
     step_size: int = opt(10, ge=1, doc="step: epochs between decays")
     gamma: float = opt(0.1, gt=0, le=1, doc="step: decay factor")
     grad_clip: float = opt(0.0, ge=0, doc="clip the gradient norm at this value (0 = off)")
-    patience: int = opt(0, ge=0, doc="early stopping after this many epochs without val_loss improvement (0 = off)")
-    keep: Literal["last", "best"] = opt("last", doc='model kept at the end: "last" epoch or "best" val_loss')
+    patience: int = opt(0, ge=0, doc="early stopping after this many epochs without an improvement of `monitor` (0 = off)")
+    keep: Literal["last", "best"] = opt("last", doc='model kept at the end: "last" epoch or "best" by `monitor`')
+    monitor: Literal["val_loss", "val_top1", "val_top5"] = opt(
+        "val_loss", doc='validation figure that "best" and early stopping follow: the task loss (lowest) or '
+                        'top-1 / top-5 accuracy over the predicted steps (highest)')
+
+
+# [train] keys added after checkpoints and teacher caches were first written, with the value that
+# behaves as before they existed: a checkpoint without one resumes, and at that value the key
+# stays out of the teacher cache's fingerprint, so teachers trained earlier are still found.
+TRAIN_KEYS_ADDED_LATER: dict[str, Any] = {"monitor": "val_loss"}
+
+
+def train_fingerprint_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """to_dict(cfg) without the TRAIN_KEYS_ADDED_LATER that are at their earlier behaviour."""
+    return {k: v for k, v in to_dict(cfg).items() if TRAIN_KEYS_ADDED_LATER.get(k, object()) != v}
 
 
 @dataclass(frozen=True)

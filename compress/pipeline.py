@@ -82,12 +82,14 @@ def open_run(recipe: Recipe, out: str | Path | None, resume: bool) -> Run:
 
 # --------------------------------------------------------------------------- teacher
 def teacher_cache_dir(recipe: Recipe, out_root: Path) -> Path:
+    from beamc.recipe import train_fingerprint_dict
     from beamc.schema import to_dict
 
     teacher_key_excludes = TASKS.get(recipe.task.name).teacher_key_excludes
     task = {k: v for k, v in to_dict(recipe.task).items() if k not in teacher_key_excludes}
     key = fingerprint({"task": task, "data": recipe.data, "model": recipe.teacher.model,
-                       "args": recipe.teacher.args, "train": recipe.teacher_train})
+                       "args": recipe.teacher.args,
+                       "train": train_fingerprint_dict(recipe.teacher_train)})
     return out_root / "teachers" / f"{recipe.task.name}-{recipe.teacher.model}-{key}"
 
 

@@ -3,8 +3,8 @@
     for epoch:
         seed everything from (seed, epoch)      -> a resumed run replays the same batches
         for batch: losses = step(batch); backward; clip; optimizer step
-        scheduler step; validation (task loss + top-1)
-        history row; checkpoint (atomic); early stopping
+        scheduler step; validation (task loss, top-1, top-5)
+        history row; checkpoint (atomic); early stopping on cfg.monitor
 
 The checkpoint written after every epoch holds model, optimizer, scheduler, best weights and
 history, so a killed run resumes at the next epoch and ends with the same weights as an
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from beamc.errors import BeamcError
-from beamc.recipe import TrainConfig
+from beamc.recipe import TRAIN_KEYS_ADDED_LATER, TrainConfig
 from beamc.runs import atomic_torch_save, atomic_write_csv
 from beamc.schema import to_dict
 
@@ -38,6 +38,13 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+
+
+def monitor_score(row: dict[str, Any], monitor: str) -> float:
+    """The figure `best` and early stopping follow, as "lower is better" (accuracies negated);
+    NaN when the epoch had no validation split."""
+    value = row.get(monitor, math.nan)
+    return value if monitor == "val_loss" else -value
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -70,11 +77,11 @@ def fit(model: nn.Module, *, label: str, cfg: TrainConfig, train_batches: Callab
     opt = make_optimizer(model.parameters(), cfg)
     sched = make_scheduler(opt, cfg)
     start_epoch, history = 1, []
-    best = {"val_loss": math.inf, "epoch": 0, "state": None}
+    best = {"score": math.inf, "epoch": 0, "state": None}
     bad_epochs = 0
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("train") != to_dict(cfg):
+        if {**TRAIN_KEYS_ADDED_LATER, **state.get("train", {})} != to_dict(cfg):
             raise BeamcError(f"{state_path}: saved with different [train] settings than the recipe's; "
                              "start a new run (drop --resume) or remove this file")
         model.load_state_dict(state["model"])
@@ -82,7 +89,8 @@ def fit(model: nn.Module, *, label: str, cfg: TrainConfig, train_batches: Callab
         if sched is not None and state.get("scheduler") is not None:
             sched.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"] + 1, list(state["history"])
-        best = {"val_loss": state["best_val_loss"], "epoch": state["best_epoch"], "state": state["best_model"]}
+        best = {"score": state.get("best_score", state.get("best_val_loss")), "epoch": state["best_epoch"],
+                "state": state["best_model"]}
         bad_epochs = state["bad_epochs"]
         if state.get("finished"):
             start_epoch = cfg.epochs + 1
@@ -117,11 +125,11 @@ def fit(model: nn.Module, *, label: str, cfg: TrainConfig, train_batches: Callab
         row["seconds"] = round(time.perf_counter() - t0, 3)
         history.append(row)
 
-        val_loss = row.get("val_loss", math.nan)
-        if not math.isnan(val_loss) and val_loss < best["val_loss"]:
-            best = {"val_loss": val_loss, "epoch": epoch, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        score = monitor_score(row, cfg.monitor)
+        if not math.isnan(score) and score < best["score"]:
+            best = {"score": score, "epoch": epoch, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             bad_epochs = 0
-        elif not math.isnan(val_loss):  # without a validation split there is nothing to stop on
+        elif not math.isnan(score):  # without a validation split there is nothing to stop on
             bad_epochs += 1
         stopped = cfg.patience > 0 and bad_epochs >= cfg.patience
         finished = stopped or epoch == cfg.epochs
@@ -129,7 +137,7 @@ def fit(model: nn.Module, *, label: str, cfg: TrainConfig, train_batches: Callab
             "epoch": epoch, "finished": finished, "train": to_dict(cfg),
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
-            "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "best_model": best["state"],
+            "best_score": best["score"], "best_epoch": best["epoch"], "best_model": best["state"],
             "bad_epochs": bad_epochs, "history": history,
         }, state_path)
         atomic_write_csv(history_path, history)
@@ -147,13 +155,14 @@ def fit(model: nn.Module, *, label: str, cfg: TrainConfig, train_batches: Callab
 
 def validation(data: Any, criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batch_size: int,
                device: torch.device, seed: int, role: str = "student", split: str = "val") -> ValFn:
-    """Task loss and top-1 accuracy on a fixed validation split."""
+    """Task loss and top-1 / top-5 accuracy on a fixed validation split (per predicted step for
+    beam tracking; padded labels do not count)."""
 
     def run(model: nn.Module) -> dict[str, float]:
         if data.split_size(split) == 0:
             return {}
         model.eval()
-        total, correct, count, steps = 0.0, 0, 0, 0
+        total, correct, correct5, count, steps = 0.0, 0, 0, 0, 0
         with torch.no_grad():
             for batch in data.batches(split, batch_size, epoch=0, seed=seed, shuffle=False, roles=(role,)):
                 batch = batch.to(device)
@@ -161,8 +170,10 @@ def validation(data: Any, criterion: Callable[[torch.Tensor, torch.Tensor], torc
                 logits = model(*inputs)
                 total += float(criterion(logits, batch.y)) * len(batch.y)
                 correct += int((logits.argmax(-1) == batch.y).sum())
+                top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
+                correct5 += int((top5 == batch.y.unsqueeze(-1)).any(-1).sum())
                 count += len(batch.y)
                 steps += int((batch.y != -100).sum())   # padded labels (beam tracking) are not predictions
-        return {"val_loss": total / max(count, 1), "val_top1": correct / max(steps, 1)}
+        return {"val_loss": total / max(count, 1), "val_top1": correct / max(steps, 1), "val_top5": correct5 / max(steps, 1)}
 
     return run
