@@ -22,21 +22,33 @@ from beamc.compress.pipeline import distill, read_metrics
 from beamc.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
+# the DF-KD recipes of rounds 2-4: the generator's last layer gives the 8 x 216 bins (ReLU), eq. 5
+# on the last hidden state only, 5,000 samples per student epoch in batches of 32 at lr 1e-3
+FREE_BINS = ["distill.generator_output=relu", 'distill.metadata_layers=["hidden"]', "distill.samples=5000",
+             "train.batch_size=32", "train.lr=1e-3"]
+# the Fig. 3 ablation recipes of rounds 1-5 (the paper's plain pipeline): on top of FREE_BINS, the
+# student runs 30 epochs over one pool of 5,000 samples and the generator stops after step 1
+PAPER_POOL = [*FREE_BINS, "distill.student_samples=pool", "distill.adversarial=0", "train.epochs=30"]
 # runs with data first: a teacher cache entry whose metadata lacks the per-layer statistics
 # gets them re-measured there, before the data-free runs (which cannot open the data) need them
-FREE_BINS = ["distill.generator_output=relu", 'distill.metadata_layers=["hidden"]', "distill.samples=5000"]
 METHODS = {
     "no KD": "lidar_scratch", "KD": "lidar_kd", "KD-MSE": "lidar_kd_mse",
-    "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse", "DF-KD MSE 3 layers": "lidar_dfkd_mse_layers",
+    "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse",
+    # the T = 5 against a sharper teacher (round 6: +1 point at seed 0)
+    "DF-KD KL T=1": ("lidar_dfkd_kl", ["distill.temperature=1"]),
+    "DF-KD KL adversarial cosine": ("lidar_dfkd_kl", ["distill.adversarial_schedule=student"]),
+    # round 7: the same generator and student stage for a student of the teacher's architecture
+    "DF-KD KL teacher-sized student": ("lidar_dfkd_kl", ["student.model=lidar_teacher"]),
+    "DF-KD MSE 3 layers": "lidar_dfkd_mse_layers",
     "DF-KD MSE v1": "lidar_dfkd_mse_v1",
     # the round-2 MSE recipe (30 student epochs) against the committed 60 (free-bin generator)
     "DF-KD MSE 30 epochs": ("lidar_dfkd_mse", [*FREE_BINS, "train.epochs=30"]),
-    # the DF-KD recipes of rounds 2-4: the generator's last layer gives the 8 x 216 bins
-    # (ReLU), eq. 5 on the last hidden state only, 5,000 samples per student epoch
     "DF-KD KL free bins": ("lidar_dfkd_kl", [*FREE_BINS, "train.epochs=30"]),
     "DF-KD MSE free bins": ("lidar_dfkd_mse", FREE_BINS),
     "ablation: weighted": "lidar_dfkd_ablation_weighted", "ablation: metadata": "lidar_dfkd_ablation_metadata",
     "ablation: activation": "lidar_dfkd_ablation_activation", "ablation: entropy": "lidar_dfkd_ablation_entropy",
+    **{f"ablation: {part} free bins": (f"lidar_dfkd_ablation_{part}", PAPER_POOL)
+       for part in ("weighted", "metadata", "activation", "entropy")},
 }
 
 

@@ -45,6 +45,24 @@ def test_generator_losses_by_hand():
     assert float(entropy_loss(LOGITS[None])) == pytest.approx(ENTROPY)
 
 
+@pytest.mark.parametrize("part, switches", [("weighted", (True, True, True)), ("metadata", (True, False, False)),
+                                            ("activation", (False, True, False)), ("entropy", (False, False, True))])
+def test_fig3_ablation_recipes_are_the_kl_recipe_with_one_loss_switched(part, switches):
+    """Recipes have no include: this keeps the four Fig. 3 recipes on the headline DF-KD KL
+    recipe's generator and student stage, so the ablation measures the generator loss alone."""
+    from dataclasses import asdict
+
+    from beamc.recipe import load_recipe
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    base, ablation = load_recipe(recipes / "lidar_dfkd_kl.toml"), load_recipe(recipes / f"lidar_dfkd_ablation_{part}.toml")
+    d = asdict(ablation.distill)
+    assert (d["metadata_loss"], d["activation_loss"], d["entropy_loss"]) == switches
+    d.update(metadata_loss=True, activation_loss=True, entropy_loss=True)
+    assert d == asdict(base.distill)
+    for section in ("task", "data", "teacher", "student", "train", "output"):
+        assert asdict(getattr(ablation, section)) == asdict(getattr(base, section)), section
+
+
 def test_generator_loss_is_eq8_with_switchable_terms():
     full = generator_loss(FEATS, LOGITS, MEAN, VAR, alpha=1e-4, beta=1e-2)
     assert float(full["loss"]) == pytest.approx(8.5 - 1e-4 * 2 * math.sqrt(5) + 1e-2 * ENTROPY, rel=1e-6)
