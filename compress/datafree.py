@@ -387,6 +387,14 @@ def atypicality(features: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -
     return ((f - mean) ** 2 / var.clamp_min(1e-8)).mean(dim=1)
 
 
+def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Per sample: entropy of the softmax over the last axis, averaged over any predicted steps
+    in between ([B, C] or [B, S, C] -> [B])."""
+    logp = F.log_softmax(logits, dim=-1)
+    ent = -(logp.exp() * logp).sum(dim=-1)
+    return ent.reshape(len(logits), -1).mean(dim=1)
+
+
 def mix_samples(x: torch.Tensor, fraction: float, noise: torch.Generator) -> torch.Tensor:
     """Replace the first round(fraction x B) samples of a batch by convex mixtures
     lam x_i + (1 - lam) x_j of two samples of the batch, lam ~ U(0, 1) per sample (mixup of

@@ -245,8 +245,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
     """Alg. 1 of the data-free paper: generator, then student, from the teacher and its
     metadata file alone. Deliberately takes no data object: nothing here can read the data set."""
     from beamc.compress.datafree import (Inversion, atypicality, build_generator, frozen_teacher_forward, inherit_layers,
-                                         metadata_stats, mix_samples, read_metadata, synthesize, teacher_classes,
-                                         train_generator)
+                                         metadata_stats, mix_samples, prediction_entropy, read_metadata, synthesize,
+                                         teacher_classes, train_generator)
     from beamc.compress.trainer import make_scheduler
     from beamc.runs import atomic_torch_save
     from beamc.tasks.base import Batch
@@ -290,9 +290,15 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
             gen_noise = torch.Generator().manual_seed(cfg.seed + 2)
             if dcfg.adversarial_schedule == "student":  # the student's [train] schedule on the generator's Adam
                 gen_sched = make_scheduler(inversion.opt, cfg)
-        if dcfg.keep < 1:
+        if dcfg.keep < 1 and dcfg.keep_by == "metadata":
             select = frozen_teacher_forward(teacher, (meta["layer"],))
             mean, var = metadata_stats(meta, (meta["layer"],), device)[meta["layer"]]
+
+        def typicality_rank(x: torch.Tensor) -> torch.Tensor:
+            """Order of the drawn samples, most typical of the teacher's training data first."""
+            if select is not None:  # features closest to the saved statistics
+                return atypicality(select[0](x)[0][meta["layer"]], mean, var).argsort()
+            return prediction_entropy(teacher(x)).argsort()  # the teacher's most certain answers
 
         def batches(epoch: int):
             noise = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -305,10 +311,9 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                     model.train(was)
                     model.zero_grad(set_to_none=True)
                 with torch.no_grad():
-                    x = gen.sample(n if select is None else round(n / dcfg.keep), noise)
-                    if select is not None:  # the n samples most typical of the teacher's training statistics
-                        score = atypicality(select[0](x)[0][meta["layer"]], mean, var)
-                        x = x[score.argsort()[:n]]
+                    x = gen.sample(n if dcfg.keep == 1 else round(n / dcfg.keep), noise)
+                    if dcfg.keep < 1:
+                        x = x[typicality_rank(x)[:n]]
                     if dcfg.mixup > 0:
                         x = mix_samples(x, dcfg.mixup, noise)
                 yield Batch((x,), torch.zeros(len(x), dtype=torch.long))

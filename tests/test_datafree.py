@@ -442,6 +442,34 @@ def test_keep_trains_on_the_most_typical_samples(teacher_run, tmp_path, monkeypa
     assert [len(s) for s in seen] == [64, 64, 32]
 
 
+def test_prediction_entropy_by_hand():
+    # step 1 uniform over 4 classes (ln 4), step 2 certain (0): mean ln(4) / 2; a [B, C] input has one step
+    logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0]]])
+    assert dfm.prediction_entropy(logits).tolist() == pytest.approx([math.log(4) / 2])
+    assert dfm.prediction_entropy(logits[:, 0]).tolist() == pytest.approx([math.log(4)])
+
+
+def test_keep_by_confidence_trains_on_the_teachers_most_certain_samples(teacher_run, tmp_path, monkeypatch):
+    """distill.keep_by = "confidence": the batch keeps the quarter of the drawn samples with the
+    lowest teacher prediction entropy, and the metadata statistics rank nothing."""
+    seen: list[torch.Tensor] = []
+    real = dfm.prediction_entropy
+
+    def spy(logits):
+        out = real(logits)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(dfm, "prediction_entropy", spy)
+    monkeypatch.setattr(dfm, "atypicality", lambda *a: pytest.fail("keep_by = confidence ranked by the metadata"))
+    raw = tiny_raw("df", "datafree", **DF, student_samples="fresh", keep=0.25, keep_by="confidence")
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["output"]["evaluate"] = False
+    run = distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+    assert (run.path / "student.pt").exists()
+    assert [len(s) for s in seen] == [64, 64, 32]
+
+
 def test_inherit_layers_copies_matching_teacher_modules():
     from beamc.compress.modeling import build_model
 
