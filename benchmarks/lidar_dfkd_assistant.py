@@ -9,6 +9,8 @@ recipe's student (GRU 32) on fresh samples of that run's final generator, frozen
 steps, so the two differ only in who gives the targets), with KL at the recipe's temperature,
 Adam at the recipe's lr, cosine, batch and samples per epoch as the recipe; `--source` picks the
 targets: the teacher, or the run's own student (a teaching assistant, Mirzadeh et al. 2020).
+`--keep F` draws batch / F samples and keeps the batch of lowest (`--keep-by confident`, as the
+recipe option keep_by = "confidence") or highest (`uncertain`) teacher prediction entropy.
 Prints the test split's mean Top-1 every 10 epochs. A diagnostic: it opens the test split.
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from beamc.compress.datafree import build_generator, read_metadata, teacher_classes
+from beamc.compress.datafree import build_generator, prediction_entropy, read_metadata, teacher_classes
 from beamc.compress.losses import kd_kl
 from beamc.compress.modeling import build_model, load_model, torch_predictor
 from beamc.compress.pipeline import load_run_recipe
@@ -34,6 +36,8 @@ def main() -> None:
     ap.add_argument("--student", default="lidar_student", help="model trained here (registry name)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", type=float, default=1.0, help="share of the drawn samples trained on")
+    ap.add_argument("--keep-by", choices=["confident", "uncertain"], default="confident")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -58,7 +62,10 @@ def main() -> None:
         student.train()
         for _ in range(dcfg.samples // cfg.batch_size):
             with torch.no_grad():
-                x = gen.sample(cfg.batch_size, noise)
+                x = gen.sample(round(cfg.batch_size / args.keep), noise)
+                if args.keep < 1:
+                    ent = prediction_entropy(teacher(x))
+                    x = x[(ent if args.keep_by == "confident" else -ent).argsort()[:cfg.batch_size]]
                 z = source(x)
             loss = kd_kl(student(x), z, dcfg.temperature)
             opt.zero_grad(set_to_none=True)
