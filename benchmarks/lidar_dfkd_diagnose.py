@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from beamc.compress.datafree import (build_generator, frozen_teacher_forward, layered_metadata_loss, metadata_stats,
+from beamc.compress.datafree import (build_generator, entropy_loss, frozen_teacher_forward, layered_metadata_loss, metadata_stats,
                                      read_metadata, teacher_classes, temporal_variation)
 from beamc.compress.modeling import load_model
 from beamc.compress.pipeline import load_run_recipe
@@ -31,7 +31,7 @@ def describe(name: str, x: torch.Tensor, forward, student, stats, frames: int) -
         ls = student(x)
     meta = " ".join(f"{k} {float(layered_metadata_loss({k: feats[k]}, {k: stats[k]})):.4f}" for k in stats)
     agree = 100 * float((lt.argmax(-1) == ls.argmax(-1)).float().mean())
-    ent = float(-(lt.softmax(-1) * lt.log_softmax(-1)).sum(-1).mean())
+    ent = float(entropy_loss(lt))
     scans = x[:, :frames]
     return (f"  {name:18s} meta [{meta}]  T/S agree {agree:4.1f} %  teacher entropy {ent:.2f}  "
             f"zeros {100 * float((scans == 0).float().mean()):3.0f} %  mean {float(scans.mean()):.3f}  "

@@ -178,8 +178,15 @@ def activation_loss(features: torch.Tensor) -> torch.Tensor:
 def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
     """Eq. (7): entropy -sum_i p_i log p_i of the teacher's softmax, averaged over samples
     (and predicted steps)."""
-    logp = F.log_softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
-    return -(logp.exp() * logp).sum(dim=-1).mean()
+    return prediction_entropy(logits.reshape(-1, logits.shape[-1])).mean()
+
+
+def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Per sample: entropy of the softmax over the last axis, averaged over any predicted steps
+    in between ([B, C] or [B, S, C] -> [B])."""
+    logp = F.log_softmax(logits, dim=-1)
+    ent = -(logp.exp() * logp).sum(dim=-1)
+    return ent.reshape(len(logits), -1).mean(dim=1)
 
 
 def layered_metadata_loss(features: dict[str, torch.Tensor], stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -385,14 +392,6 @@ def atypicality(features: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -
     Eq. 5 fits these statistics over a batch; this scores each sample by them."""
     f = features.reshape(len(features), -1)
     return ((f - mean) ** 2 / var.clamp_min(1e-8)).mean(dim=1)
-
-
-def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Per sample: entropy of the softmax over the last axis, averaged over any predicted steps
-    in between ([B, C] or [B, S, C] -> [B])."""
-    logp = F.log_softmax(logits, dim=-1)
-    ent = -(logp.exp() * logp).sum(dim=-1)
-    return ent.reshape(len(logits), -1).mean(dim=1)
 
 
 def mix_samples(x: torch.Tensor, fraction: float, noise: torch.Generator) -> torch.Tensor:
