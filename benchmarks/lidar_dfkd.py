@@ -34,6 +34,8 @@ PAPER_POOL = [*FREE_BINS, "distill.student_samples=pool", "distill.adversarial=0
 METHODS = {
     "no KD": "lidar_scratch", "KD": "lidar_kd", "KD-MSE": "lidar_kd_mse",
     "DF-KD KL": "lidar_dfkd_kl", "DF-KD MSE": "lidar_dfkd_mse",
+    "DF-KD KL confident": "lidar_dfkd_kl_confident",
+    "DF-KD KL confident T=1": ("lidar_dfkd_kl_confident", ["distill.temperature=1"]),
     # the issue's T = 5 against a sharper teacher (round 6: +1 point at seed 0)
     "DF-KD KL T=1": ("lidar_dfkd_kl", ["distill.temperature=1"]),
     "DF-KD KL adversarial cosine": ("lidar_dfkd_kl", ["distill.adversarial_schedule=student"]),

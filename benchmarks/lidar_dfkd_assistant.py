@@ -6,7 +6,7 @@
 
 RUN_DIR is a data-free run whose student has the teacher's architecture. Both commands train the
 recipe's student (GRU 32) on fresh samples of that run's final generator, frozen (no adversarial
-steps, so the two differ only in who gives the targets), with KL at the recipe's temperature,
+steps, so the two differ only in who gives the targets), with KL at the recipe's temperature (or `--temperature`),
 Adam at the recipe's lr, cosine, batch and samples per epoch as the recipe; `--source` picks the
 targets: the teacher, or the run's own student (a teaching assistant, Mirzadeh et al. 2020).
 `--keep F` draws batch / F samples and keeps the batch of lowest (`--keep-by confident`, as the
@@ -38,11 +38,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=float, default=1.0, help="share of the drawn samples trained on")
     ap.add_argument("--keep-by", choices=["confident", "uncertain"], default="confident")
+    ap.add_argument("--temperature", type=float, default=None, help="KL temperature (default: the recipe's)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
     _, recipe = load_run_recipe(args.run)
     dcfg, cfg = recipe.distill, recipe.train
+    temperature = dcfg.temperature if args.temperature is None else args.temperature
     teacher, _ = load_model(args.run / "teacher.pt")
     meta = read_metadata(args.run / "teacher_metadata.json")
     gen = build_generator(dcfg, meta, teacher_classes(teacher, meta))
@@ -67,7 +69,7 @@ def main() -> None:
                     ent = prediction_entropy(teacher(x))
                     x = x[(ent if args.keep_by == "confident" else -ent).argsort()[:cfg.batch_size]]
                 z = source(x)
-            loss = kd_kl(student(x), z, dcfg.temperature)
+            loss = kd_kl(student(x), z, temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
