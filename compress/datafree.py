@@ -21,7 +21,10 @@ the saved statistics (`keep`). None of them closes the gap on the simulator
 (benchmarks/results/lidar_dfkd.md says by how much each moved it). Round 5 added a generator
 whose last layer gives segments, not bins (`generator_output = "segments"`,
 `render_segments`): a processed scan's format as a prior, and with it the per-layer
-metadata becomes reachable; that moved the student most.
+metadata becomes reachable; that moved the student most. Round 9 added per-beam statistics
+to the metadata (the teacher's GRU outputs over the training windows it gives each beam),
+used to keep the drawn samples nearest their predicted beam's (`keep_by = "class_metadata"`)
+and as a per-sample generator loss (`class_metadata_loss`).
 
 Nothing here reads a data set: the teacher, its metadata file and the recipe are the inputs.
 Each generator loss is a function of tensors so tests check them on hand-made values.
@@ -324,7 +327,10 @@ class Inversion:
         layers = tuple(cfg.metadata_layers) or (meta["layer"],)
         self.stats = metadata_stats(meta, layers, device)
         self.layer = meta["layer"]
-        self.forward, self.taps = frozen_teacher_forward(teacher, (self.layer, *layers))
+        # per-sample pull towards the predicted beam's statistics (beyond the paper; off at 0)
+        self.class_stats = class_metadata_stats(meta, device) if cfg.class_metadata_loss > 0 else None
+        extra = (self.class_stats[0],) if self.class_stats else ()
+        self.forward, self.taps = frozen_teacher_forward(teacher, (self.layer, *layers, *extra))
         self.opt = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr)
 
     def losses(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -338,6 +344,10 @@ class Inversion:
         if targets is not None and self.cfg.targets > 0:
             losses["target"] = target_loss(logits, targets)
             losses["loss"] = losses["loss"] + self.cfg.targets * losses["target"]
+        if self.class_stats is not None:
+            layer, mean, var = self.class_stats
+            losses["class"] = class_atypicality(feats[layer], logits, mean, var).mean()
+            losses["loss"] = losses["loss"] + self.cfg.class_metadata_loss * losses["class"]
         return losses, logits
 
     def step(self, noise: torch.Generator, student: nn.Module | None = None, adversarial: float = 0.0
@@ -392,6 +402,42 @@ def atypicality(features: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -
     Eq. 5 fits these statistics over a batch; this scores each sample by them."""
     f = features.reshape(len(features), -1)
     return ((f - mean) ** 2 / var.clamp_min(1e-8)).mean(dim=1)
+
+
+def step_classes(logits: torch.Tensor, steps: int) -> torch.Tensor:
+    """The teacher's beam each of `steps` feature time steps is scored under ([B, S, C] logits ->
+    [B, steps]): the last S steps, the ones the logits are read from, their own predicted beam;
+    the steps before them (the past frames) the first predicted step's, the current beam."""
+    beams = logits.argmax(dim=-1)
+    out = beams[:, :1].expand(-1, steps).clone()
+    out[:, steps - beams.shape[1]:] = beams
+    return out
+
+
+def class_metadata_stats(meta: dict[str, Any], device: torch.device) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """The saved per-beam statistics (`meta["by_class"]`): the layer and its mean and
+    variance [C, T, U] over the training windows the teacher gives each beam."""
+    by_class = meta.get("by_class")
+    if not by_class:
+        raise BeamcError(f"{METADATA_FILE}: no per-beam statistics ('by_class', needed by distill.keep_by = "
+                         '"class_metadata"); re-measure them by running a recipe with data for this teacher '
+                         "(e.g. beamc distill recipes/lidar_teacher.toml)")
+    steps = int(by_class["steps"])
+    mean, var = (torch.tensor(by_class[k], dtype=torch.float32, device=device) for k in ("mean", "var"))
+    return by_class["layer"], mean.reshape(len(mean), steps, -1), var.reshape(len(var), steps, -1)
+
+
+def class_atypicality(features: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """Per sample: `atypicality` against the statistics of the beam the teacher predicts, per
+    time step (`step_classes`), averaged over steps and units. Eq. 5 matches one Gaussian per
+    unit over the whole batch, which generated samples meet while lying far from every real
+    window; the real windows of one beam sit in a much tighter cluster (benchmarks/results/
+    lidar_dfkd.md, round 9)."""
+    steps = mean.shape[1]
+    f = features.reshape(len(features), steps, -1)
+    beam = step_classes(logits, steps)                                  # [B, T]
+    t = torch.arange(steps, device=features.device)
+    return ((f - mean[beam, t]) ** 2 / var[beam, t].clamp_min(1e-8)).mean(dim=(1, 2))
 
 
 def mix_samples(x: torch.Tensor, fraction: float, noise: torch.Generator) -> torch.Tensor:

@@ -150,11 +150,13 @@ def obtain_teacher(recipe: Recipe, data: Any, run: Run, device: torch.device, pr
 
 
 def _metadata_stale(task: Any, path: Path) -> bool:
-    """No metadata file, or one without the per-layer statistics the task now measures."""
+    """No metadata file, or one without the per-layer or per-beam statistics the task now measures."""
     if not path.exists():
         return True
-    have = read_json(path, METADATA_FILE).get("layers", {})
-    return any(name not in have for name in getattr(task, "metadata_extra_layers", ()))
+    meta = read_json(path, METADATA_FILE)
+    have = meta.get("layers", {})
+    return (any(name not in have for name in getattr(task, "metadata_extra_layers", ()))
+            or (getattr(task, "metadata_class_layer", None) is not None and "by_class" not in meta))
 
 
 def trained_teacher_dir(recipe: Recipe, out_root: Path) -> Path | None:
@@ -244,8 +246,8 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
                              progress: Any, on_epoch_end: EpochHook | None) -> None:
     """Alg. 1 of the data-free paper: generator, then student, from the teacher and its
     metadata file alone. Deliberately takes no data object: nothing here can read the data set."""
-    from beamc.compress.datafree import (Inversion, atypicality, build_generator, frozen_teacher_forward, inherit_layers,
-                                         metadata_stats, mix_samples, prediction_entropy, read_metadata, synthesize,
+    from beamc.compress.datafree import (Inversion, atypicality, build_generator, class_atypicality, class_metadata_stats,
+                                         frozen_teacher_forward, inherit_layers, metadata_stats, mix_samples, prediction_entropy, read_metadata, synthesize,
                                          teacher_classes, train_generator)
     from beamc.compress.trainer import make_scheduler
     from beamc.runs import atomic_torch_save
@@ -291,14 +293,21 @@ def train_students_data_free(recipe: Recipe, run: Run, teacher: torch.nn.Module,
             if dcfg.adversarial_schedule == "student":  # the student's [train] schedule on the generator's Adam
                 gen_sched = make_scheduler(inversion.opt, cfg)
         if dcfg.keep < 1 and dcfg.keep_by == "metadata":
-            select = frozen_teacher_forward(teacher, (meta["layer"],))
-            mean, var = metadata_stats(meta, (meta["layer"],), device)[meta["layer"]]
+            rank_layer = meta["layer"]
+            mean, var = metadata_stats(meta, (rank_layer,), device)[rank_layer]
+            select = frozen_teacher_forward(teacher, (rank_layer,))
+        elif dcfg.keep < 1 and dcfg.keep_by == "class_metadata":
+            rank_layer, mean, var = class_metadata_stats(meta, device)
+            select = frozen_teacher_forward(teacher, (rank_layer,))
 
         def typicality_rank(x: torch.Tensor) -> torch.Tensor:
             """Order of the drawn samples, most typical of the teacher's training data first."""
-            if select is not None:  # features closest to the saved statistics
-                return atypicality(select[0](x)[0][meta["layer"]], mean, var).argsort()
-            return prediction_entropy(teacher(x)).argsort()  # the teacher's most certain answers
+            if select is None:  # the teacher's most certain answers
+                return prediction_entropy(teacher(x)).argsort()
+            feats, logits = select[0](x)
+            if dcfg.keep_by == "class_metadata":  # features closest to their predicted beam's statistics
+                return class_atypicality(feats[rank_layer], logits, mean, var).argsort()
+            return atypicality(feats[rank_layer], mean, var).argsort()  # closest to the saved statistics
 
         def batches(epoch: int):
             noise = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)

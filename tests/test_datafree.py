@@ -279,6 +279,25 @@ def test_metadata_is_saved_next_to_the_teacher(teacher_run):
     assert len(meta["layers"]["gru"]["mean"]) == 11 * 12 and len(meta["layers"]["embed"]["var"]) == 11 * 8
     np.testing.assert_allclose(meta["layers"]["gru"]["mean"], g.mean(axis=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(meta["layers"]["embed"]["var"], e.var(axis=0, ddof=1), rtol=1e-4, atol=1e-6)
+    # per predicted beam: the GRU output over the windows the teacher gives that beam at that step;
+    # the last 4 steps by their own prediction, the 7 before by the current beam's (step t)
+    by = meta["by_class"]
+    assert (by["layer"], by["steps"], by["min_count"]) == ("gru", 11, 10)
+    beams = teacher.fc(out[:, -4:]).argmax(-1).numpy()                 # [N, 4]
+    count = np.array(by["count"])
+    assert count.shape == (64, 11) and (count.sum(axis=0) == len(x)).all()
+    assert (count[:, 10] == np.bincount(beams[:, 3], minlength=64)).all()
+    assert (count[:, 0] == np.bincount(beams[:, 0], minlength=64)).all()
+    mean, var = np.array(by["mean"]).reshape(64, 11, 12), np.array(by["var"]).reshape(64, 11, 12)
+    g3 = out.double().numpy()
+    overall = g3.var(axis=0, ddof=1)
+    c = int(np.bincount(beams[:, 3]).argmax())                          # a beam with enough windows
+    sel = g3[beams[:, 3] == c, 10]
+    np.testing.assert_allclose(mean[c, 10], sel.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var[c, 10], np.maximum(sel.var(axis=0, ddof=1), 0.01 * overall[10]), rtol=1e-5, atol=1e-9)
+    rare = int(np.flatnonzero(count[:, 0] < 10)[0])                     # too few windows: the overall statistics
+    np.testing.assert_allclose(mean[rare, 0], g3[:, 0].mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var[rare, 0], overall[0], rtol=1e-5, atol=1e-9)
 
 
 def test_metadata_without_layers_is_remeasured_by_a_run_with_data(teacher_run, tmp_path):
@@ -302,6 +321,10 @@ def test_metadata_without_layers_is_remeasured_by_a_run_with_data(teacher_run, t
     assert json.loads(cache.read_text())["layers"] == old["layers"]
     run = distill(recipe_from_dict(df), out=out, progress=False, log=quiet)
     assert (run.path / "student.pt").exists()
+    # the same for a teacher cached before the per-beam statistics existed
+    cache.write_text(json.dumps({k: v for k, v in old.items() if k != "by_class"}))
+    distill(recipe_from_dict(kd), out=out, progress=False, log=quiet)
+    assert json.loads(cache.read_text())["by_class"] == old["by_class"]
 
 
 def test_adversarial_step_is_eq8_minus_the_weighted_gap(teacher_run):
@@ -363,6 +386,33 @@ def test_target_step_adds_the_weighted_cross_entropy(teacher_run):
     eq8 = losses["meta"] + cfg.alpha * losses["act"] + cfg.beta * losses["ent"]
     assert float(losses["target"].detach()) == pytest.approx(expect, rel=1e-5)
     assert float(losses["loss"].detach()) == pytest.approx(float((eq8 + 0.5 * losses["target"]).detach()), rel=1e-6)
+
+
+def test_class_metadata_loss_adds_the_predicted_beams_distance_to_eq8(teacher_run):
+    """distill.class_metadata_loss = w: the generator's loss is eq. 8 plus w x the batch mean of
+    class_atypicality on the teacher's GRU outputs against the saved per-beam statistics."""
+    from beamc.compress.modeling import load_model
+
+    teacher, _ = load_model(teacher_run.path / "teacher.pt")
+    meta = read_metadata(teacher_run.path / "teacher_metadata.json")
+    cfg = DISTILLERS.get("datafree").Config(**DF, class_metadata_loss=0.3)
+    torch.manual_seed(1)
+    gen = dfm.build_generator(cfg, meta)
+    inv = Inversion(gen, teacher, meta, cfg, torch.device("cpu"))
+    layer, mean, var = dfm.class_metadata_stats(meta, torch.device("cpu"))
+    with torch.no_grad():
+        x = gen.sample(cfg.generator_batch_size, torch.Generator().manual_seed(3))
+        out, _ = teacher.gru(teacher.embed(x))
+        expect = float(dfm.class_atypicality(out, teacher(x), mean, var).mean())
+    losses = inv.step(torch.Generator().manual_seed(3))
+    inv.close()
+    eq8 = losses["meta"] + cfg.alpha * losses["act"] + cfg.beta * losses["ent"]
+    assert layer == "gru" and float(losses["class"].detach()) == pytest.approx(expect, rel=1e-5)
+    assert float(losses["loss"].detach()) == pytest.approx(float((eq8 + 0.3 * losses["class"]).detach()), rel=1e-6)
+    off = Inversion(dfm.build_generator(DISTILLERS.get("datafree").Config(**DF), meta), teacher, meta,
+                    DISTILLERS.get("datafree").Config(**DF), torch.device("cpu"))
+    assert "class" not in off.step(torch.Generator().manual_seed(3))
+    off.close()
 
 
 @pytest.mark.parametrize("schedule, final_lr", [("constant", 2e-3), ("student", 0.0)])
@@ -469,6 +519,67 @@ def test_keep_by_confidence_trains_on_the_teachers_most_certain_samples(teacher_
     run = distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
     assert (run.path / "student.pt").exists()
     assert [len(s) for s in seen] == [64, 64, 32]
+
+
+def test_step_classes_and_class_atypicality_by_hand():
+    # 2 samples, 2 predicted steps over 3 beams, features at 3 time steps: the last 2 steps by their
+    # own beam, the first by step t's
+    logits = torch.tensor([[[5.0, 0, 0], [0, 5.0, 0]], [[0, 0, 5.0], [0, 0, 5.0]]])
+    assert dfm.step_classes(logits, 3).tolist() == [[0, 0, 1], [2, 2, 2]]
+    mean = torch.zeros(3, 3, 1)
+    mean[2] = 1.0                                      # beam 2's windows sit at 1, the others at 0
+    var = torch.ones(3, 3, 1)
+    var[1, 2] = 4.0
+    f = torch.tensor([[[2.0], [0.0], [2.0]], [[1.0], [3.0], [1.0]]])
+    # sample 0: 2^2/1, 0, 2^2/4 -> 5/3; sample 1: 0, 2^2, 0 -> 4/3
+    assert dfm.class_atypicality(f, logits, mean, var).tolist() == pytest.approx([5 / 3, 4 / 3])
+    meta = {"by_class": {"layer": "gru", "steps": 3, "mean": mean.reshape(3, -1).tolist(), "var": var.reshape(3, -1).tolist()}}
+    layer, m, v = dfm.class_metadata_stats(meta, torch.device("cpu"))
+    assert layer == "gru" and torch.equal(m, mean) and torch.equal(v, var)
+    with pytest.raises(BeamcError, match=r"teacher_metadata.json: no per-beam statistics \('by_class', needed by "
+                                         r'distill.keep_by = "class_metadata"\); re-measure'):
+        dfm.class_metadata_stats({"layer": "hidden"}, torch.device("cpu"))
+
+
+def test_keep_by_class_metadata_ranks_by_the_predicted_beams_statistics(teacher_run, tmp_path, monkeypatch):
+    """distill.keep_by = "class_metadata": the batch keeps the samples whose teacher GRU outputs
+    lie closest to their predicted beam's saved statistics, and nothing else ranks them."""
+    kept: list[tuple[int, float, float]] = []
+    real = dfm.class_atypicality
+
+    def spy(features, logits, mean, var):
+        out = real(features, logits, mean, var)
+        kept.append((len(out), *(float(v) for v in out.sort().values[[0, -1]])))
+        return out
+
+    monkeypatch.setattr(dfm, "class_atypicality", spy)
+    monkeypatch.setattr(dfm, "atypicality", lambda *a: pytest.fail("keep_by = class_metadata ranked by the overall statistics"))
+    entropy = dfm.prediction_entropy
+
+    def no_entropy_ranking(logits):   # the generator's entropy loss runs with gradients, a ranking without
+        assert torch.is_grad_enabled(), "keep_by = class_metadata ranked by entropy"
+        return entropy(logits)
+
+    monkeypatch.setattr(dfm, "prediction_entropy", no_entropy_ranking)
+    raw = tiny_raw("df", "datafree", **DF, student_samples="fresh", keep=0.25, keep_by="class_metadata")
+    raw["teacher"]["checkpoint"] = str(teacher_run.path / "teacher.pt")
+    raw["output"]["evaluate"] = False
+    run = distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
+    assert (run.path / "student.pt").exists()
+    assert [n for n, _, _ in kept] == [64, 64, 32] and all(lo < hi for _, lo, hi in kept)
+
+
+def test_keep_by_class_metadata_without_per_beam_statistics_is_a_clear_error(teacher_run, tmp_path):
+    ckpt = tmp_path / "teacher.pt"
+    ckpt.write_bytes((teacher_run.path / "teacher.pt").read_bytes())
+    meta = json.loads((teacher_run.path / "teacher_metadata.json").read_text())
+    del meta["by_class"]
+    (tmp_path / "teacher_metadata.json").write_text(json.dumps(meta))
+    raw = tiny_raw("df", "datafree", **DF, student_samples="fresh", keep=0.5, keep_by="class_metadata")
+    raw["teacher"]["checkpoint"] = str(ckpt)
+    raw["output"]["evaluate"] = False
+    with pytest.raises(BeamcError, match=r"teacher_metadata.json: no per-beam statistics"):
+        distill(recipe_from_dict(raw), out=tmp_path / "runs", progress=False, log=quiet)
 
 
 def test_inherit_layers_copies_matching_teacher_modules():

@@ -64,10 +64,16 @@ class DataFreeConfig:
     keep: float = opt(1.0, gt=0, le=1, doc="share of generator samples the student sees: round(batch / keep) are drawn "
                       "and the batch keeps those whose teacher features (the metadata layer) lie closest to the saved "
                       'mean / variance (student_samples = "fresh"; beyond the paper; 1 = all), or by keep_by')
-    keep_by: Literal["metadata", "confidence"] = opt(
+    keep_by: Literal["metadata", "confidence", "class_metadata"] = opt(
         "metadata", doc='what `keep` < 1 ranks the drawn samples by: "metadata" (teacher features closest to the saved '
-        'statistics) or "confidence" (lowest entropy of the teacher\'s prediction, mean over the predicted steps: '
-        "scans the teacher answers with certainty look like the ones it was trained on)")
+        'statistics), "confidence" (lowest entropy of the teacher\'s prediction, mean over the predicted steps: '
+        'scans the teacher answers with certainty look like the ones it was trained on) or "class_metadata" (teacher '
+        "features closest to the saved statistics of the beam the teacher predicts, per time step; needs the "
+        "metadata's per-beam statistics)")
+    class_metadata_loss: float = opt(0.0, ge=0, doc="> 0: this weight x the mean distance of each generated sample's "
+                                     "teacher features to the saved statistics of the beam the teacher predicts for it "
+                                     "(class_atypicality, the metadata's per-beam statistics) is added to eq. 8, so samples "
+                                     "move onto the clusters real windows of each beam form; beyond the paper, 0 = off")
     mixup: float = opt(0.0, ge=0, le=1, doc="share of every student batch replaced by mixtures lam x_i + (1 - lam) x_j "
                        'of two generator samples, lam ~ U(0, 1), labelled by the teacher (student_samples = "fresh"; '
                        "beyond the paper; 0 = off)")
