@@ -79,10 +79,11 @@ OUTPUTS = ("tanh", "relu", "segments")
 # per segment, before squashing: centre bin, drift (bins per frame), half-width, range, range drift, presence
 SEGMENT_PARAMS = ("centre", "drift", "half_width", "range", "range_drift", "presence")
 EDGE_BINS = 0.5     # softness of a segment's edges, in bins: wide enough for gradients, narrow enough to look hard
+OCCLUSION_SHARPNESS = 0.05   # range units (0.5 m at the scans' 1/10 scale): nearer by this much mostly hides the other
 
 
 def render_segments(p: torch.Tensor, frames: int, features: int, lo: torch.Tensor, hi: torch.Tensor,
-                    max_drift: float | None = None) -> torch.Tensor:
+                    max_drift: float | None = None, occlude: bool = False) -> torch.Tensor:
     """Scans [B, frames, features] drawn from segment parameters p [B, S, 6] (SEGMENT_PARAMS,
     unsquashed). A processed (static-clutter-removed) LiDAR scan is zero except where a moving
     object returns: one contiguous run of bins at that object's range, which moves a little
@@ -92,7 +93,15 @@ def render_segments(p: torch.Tensor, frames: int, features: int, lo: torch.Tenso
     centre anywhere in the field of view, a drift of at most `max_drift` bins per frame (default:
     the field of view over the window), a half-width of at most a quarter of it, ranges in
     [lo, hi]), so nothing but that format, the sensor's geometry and the teacher's losses shapes
-    the samples. Bins a segment leaves are exactly zero, as in a real processed scan."""
+    the samples. Bins a segment leaves are exactly zero, as in a real processed scan.
+
+    `occlude` draws what a LiDAR measures instead of a blend: a bin holds the range of the
+    nearest segment that covers it (a ray stops at the first surface) at full value up to a
+    hard edge half-way through the soft one, where the blend tapers a segment's range towards 0
+    over its soft edges and averages overlapping segments into ranges no surface has. It is
+    straight-through: the forward pass is that scan, the gradient that of a soft version of it
+    (a soft minimum over the covering segments, OCCLUSION_SHARPNESS range units sharp, times
+    the soft coverage), so position, width, range and presence still learn."""
     c, v, h, r, u, pres = p.unbind(-1)                                          # each [B, S]
     c = torch.sigmoid(c) * features
     v = torch.tanh(v) * (features / frames if max_drift is None else max_drift)
@@ -108,6 +117,15 @@ def render_segments(p: torch.Tensor, frames: int, features: int, lo: torch.Tenso
     weight = inside * pres[:, None, :, None]                                    # [B, F, S, D]
     weight = torch.where(weight > 1e-3, weight, torch.zeros_like(weight))      # no faint tails off the run
     rng = (r[:, None] + u[:, None] * f).clamp(lo, hi)[..., None]                # [B, F, S, 1]
+    if occlude:
+        # forward: what the sensor measures, the nearest segment covering each bin past its half-way edge;
+        # backward: a soft version of it (soft minimum over the covering segments, soft coverage)
+        covering = torch.where(weight > 0.5, rng, torch.full_like(rng, float("inf"))).amin(dim=2)
+        hard = torch.where(torch.isfinite(covering), covering, torch.zeros_like(covering))
+        logit = torch.where(weight > 0, weight.clamp_min(1e-12).log(), torch.full_like(weight, -1e4))
+        nearest = torch.softmax(logit - rng / OCCLUSION_SHARPNESS, dim=2)
+        soft = (nearest * rng).sum(dim=2) * (1 - torch.prod(1 - weight, dim=2))
+        return (hard + soft - soft.detach()).clamp(lo, hi)
     total = weight.sum(dim=2)
     value = (weight * rng).sum(dim=2) / total.clamp_min(1.0)                    # a lone segment keeps its taper
     return value.clamp(lo, hi)
@@ -126,12 +144,13 @@ class Generator(nn.Module):
     samples whether or not the teacher's favourite outputs would have covered it."""
 
     def __init__(self, noise_dim: int, hidden: int, frames: int, features: int, pad: int, lo: float, hi: float,
-                 output: str = "tanh", classes: int = 0, segments: int = 4, max_drift: float | None = None):
+                 output: str = "tanh", classes: int = 0, segments: int = 4, max_drift: float | None = None,
+                 occlude: bool = False):
         super().__init__()
         if output not in OUTPUTS:
             raise BeamcError(f"generator output: expected one of {', '.join(map(repr, OUTPUTS))}, found {output!r}")
         self.noise_dim, self.frames, self.features, self.pad, self.output = noise_dim, frames, features, pad, output
-        self.classes, self.segments, self.max_drift = classes, segments, max_drift
+        self.classes, self.segments, self.max_drift, self.occlude = classes, segments, max_drift, occlude
         width = segments * len(SEGMENT_PARAMS) if output == "segments" else frames * features
         self.net = nn.Sequential(nn.Linear(noise_dim + classes, hidden), nn.ReLU(), nn.Linear(hidden, width))
         self.register_buffer("lo", torch.tensor(float(lo)))
@@ -145,7 +164,7 @@ class Generator(nn.Module):
         a = self.net(z)
         if self.output == "segments":
             x = render_segments(a.reshape(len(z), self.segments, len(SEGMENT_PARAMS)), self.frames, self.features,
-                                self.lo, self.hi, self.max_drift)
+                                self.lo, self.hi, self.max_drift, self.occlude)
         elif self.output == "relu":
             x = torch.minimum(torch.relu(a.reshape(len(z), self.frames, self.features)) + self.lo, self.hi)
         else:
@@ -268,7 +287,8 @@ def build_generator(cfg: Any, meta: dict[str, Any], classes: int = 0) -> Generat
         raise BeamcError(f"distill.targets = {cfg.targets} needs the teacher's number of classes, found {classes}")
     return Generator(cfg.noise_dim, cfg.generator_hidden, int(lay["frames"]), int(lay["features"]), int(lay["pad"]),
                      float(meta["input_min"]), float(meta["input_max"]), cfg.generator_output, classes,
-                     cfg.generator_segments, cfg.segment_max_drift or None)
+                     cfg.generator_segments, cfg.segment_max_drift or None,
+                     getattr(cfg, "segment_render", "blend") == "occlude")
 
 
 def metadata_stats(meta: dict[str, Any], layers: tuple[str, ...], device: torch.device

@@ -16,13 +16,14 @@ import torch
 from beamc.compress import datafree as dfm
 from beamc.compress.datafree import (Generator, Inversion, activation_loss, adversarial_gap, entropy_loss,
                                      generator_loss, layered_metadata_loss, metadata_loss, metadata_stats,
-                                     read_metadata, render_segments, target_loss, train_generator)
+                                     read_metadata, render_segments, target_loss, train_generator,
+                                     SEGMENT_PARAMS)
 from beamc.compress.distillers import ModelOut
 from beamc.compress.pipeline import distill, reevaluate
 from beamc.errors import BeamcError
 from beamc.recipe import recipe_from_dict
 from beamc.registry import DISTILLERS, TASKS
-from beamc.schema import SchemaError
+from beamc.schema import SchemaError, parse
 
 FEATS = torch.tensor([[1.0, 2.0], [3.0, 6.0]])       # batch mean [2, 4], unbiased var [2, 8]
 LOGITS = torch.tensor([[0.0, 0.0], [0.0, math.log(3.0)]])   # softmax [.5, .5] and [.25, .75]
@@ -177,6 +178,35 @@ def test_segments_render_a_moving_run_of_bins_at_its_range():
     z = render_segments(fast[None, None], 8, 216, torch.tensor(0.0), torch.tensor(4.0), max_drift=3.0)[0]
     centroids = (z * torch.arange(216)).sum(dim=1) / z.sum(dim=1)
     assert torch.allclose(centroids.diff(), torch.full((7,), 3.0), atol=1e-3)
+
+
+def test_occlude_draws_the_nearest_covering_segment_with_hard_edges():
+    # A at range 2 covers bins 90..110, B at range 1 covers 105..125: a ray stops at the first surface
+    two = torch.stack([segment_params(100.0, 0.0, 10.5, 2.0, presence=3.0),
+                       segment_params(115.0, 0.0, 10.5, 1.0, presence=3.0)])[None].requires_grad_(True)
+    lo, hi = torch.tensor(0.0), torch.tensor(4.0)
+    x = render_segments(two, 8, 216, lo, hi, occlude=True)[0]
+    expected = torch.zeros(8, 216)
+    expected[:, 90:105], expected[:, 105:126] = 2.0, 1.0
+    assert torch.allclose(x, expected, atol=1e-4)                 # exact zeros off the runs, full range up to the edge
+    # the blend averages the overlap into a range neither surface has and tapers the edges
+    blend = render_segments(two.detach(), 8, 216, lo, hi)[0]
+    assert float(blend[0, 107]) == pytest.approx(1.5, abs=0.05) and float(blend[0, 90]) < 1.9
+    # straight-through: every parameter that shapes the scan still gets a gradient
+    (x * torch.linspace(-1.0, 1.0, 216)).sum().backward()
+    grad = two.grad[0]                                           # [S, 6]
+    for name in ("centre", "half_width", "range", "presence"):
+        k = SEGMENT_PARAMS.index(name)
+        assert torch.isfinite(grad[:, k]).all() and bool((grad[:, k].abs() > 1e-6).all()), name
+
+
+def test_occlude_is_a_recipe_key_that_reaches_the_generator():
+    config = DISTILLERS.get("datafree").Config
+    meta = {"layout": {"frames": 8, "features": 216, "pad": 3}, "input_min": 0.0, "input_max": 4.0}
+    occluding = parse(config, {"generator_output": "segments", "segment_render": "occlude"}, "distill")
+    assert dfm.build_generator(occluding, meta).occlude and not dfm.build_generator(config(), meta).occlude
+    with pytest.raises(SchemaError, match=r'distill.segment_render: expected one of "blend", "occlude", found \'paint\''):
+        parse(config, {"segment_render": "paint"}, "distill")
 
 
 def test_segments_generator_is_two_layers_into_the_scan_layout():

@@ -41,6 +41,10 @@ class DataFreeConfig:
                                    '(generator_output = "segments"): the sensor geometry bounds it, e.g. top speed x '
                                    "frame interval / nearest range in radians x bins per radian; 0 = the field of "
                                    "view over the window")
+    segment_render: Literal["blend", "occlude"] = opt(
+        "blend", doc='how segments become a scan (generator_output = "segments"): "blend" (soft edges, overlapping '
+        'segments averaged; rounds 5-9) or "occlude" (what a LiDAR measures: the nearest covering segment\'s range up '
+        "to a hard edge, straight-through gradients)")
     generator_steps: int = opt(500, ge=1, doc="generator updates, each on a fresh noise batch (the paper's 500 epochs)")
     generator_batch_size: int = opt(64, ge=2, doc="noise samples per generator update")
     generator_lr: float = opt(1e-3, gt=0, doc="generator Adam learning rate")
