@@ -42,6 +42,10 @@ METHODS = {
     "DF-KD KL class-filtered T=1": ("lidar_dfkd_kl_confident", ["distill.keep_by=class_metadata"]),
     "DF-KD KL confident T=1 class loss 0.3": ("lidar_dfkd_kl_confident", ["distill.class_metadata_loss=0.3"]),
     "DF-KD KL confident T=0.5": ("lidar_dfkd_kl_confident", ["distill.temperature=0.5"]),
+    # round 10: segments drawn as the sensor measures them (nearest surface, hard edges); and 6 of them
+    "DF-KD KL confident occluded": ("lidar_dfkd_kl_confident", ["distill.segment_render=occlude"]),
+    "DF-KD KL confident occluded 6 segments": ("lidar_dfkd_kl_confident",
+                                               ["distill.segment_render=occlude", "distill.generator_segments=6"]),
     # the T = 5 against a sharper teacher (round 6: +1 point at seed 0)
     "DF-KD KL T=1": ("lidar_dfkd_kl", ["distill.temperature=1"]),
     "DF-KD KL adversarial cosine": ("lidar_dfkd_kl", ["distill.adversarial_schedule=student"]),

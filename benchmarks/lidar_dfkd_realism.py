@@ -12,7 +12,10 @@ For the run's final generator (generator_final.pt, else generator.pt) against th
   copy predates them);
 * for the half of the samples each score keeps, the mean distance from a generated sample to its
   nearest real window in input space (the 8 scans) and in the teacher's GRU outputs, next to the
-  same distance between real windows (nearest other real window) and for a random half.
+  same distance between real windows (nearest other real window) and for a random half;
+* what the scans look like, real against generated: the fraction of bins that return, the runs
+  of returning bins per scan, their width, the spread of range inside a run (a surface has one
+  range), the mean range returned and the mean frame-to-frame change of a bin.
 
 A diagnostic: it opens the data set (the test split), which the data-free stage never does.
 """
@@ -50,6 +53,29 @@ def nearest(a: torch.Tensor, b: torch.Tensor, same: bool = False, chunk: int = 5
             d[torch.arange(len(d)), torch.arange(i, i + len(d))] = float("inf")
         out.append(d.min(dim=1).values)
     return torch.cat(out)
+
+
+def scan_statistics(x: np.ndarray) -> dict[str, float]:
+    """Shape statistics of scans x [N, F, D] (processed LiDAR: zero except where something returns)."""
+    scans = x.reshape(-1, x.shape[-1])
+    on = scans > 0
+    # one zero bin after every scan, so that no run crosses from one scan into the next
+    flat_on = np.concatenate([on, np.zeros((len(on), 1), bool)], axis=1).ravel()
+    flat_x = np.concatenate([scans, np.zeros((len(on), 1))], axis=1).ravel()
+    starts = flat_on & ~np.concatenate([[False], flat_on[:-1]])
+    run_id = np.cumsum(starts) - 1
+    ids, vals = run_id[flat_on], flat_x[flat_on]
+    width = np.bincount(ids)
+    mean = np.bincount(ids, vals) / width
+    std = np.sqrt(np.maximum(np.bincount(ids, vals ** 2) / width - mean ** 2, 0.0))
+    runs = starts.reshape(len(on), -1).sum(axis=1)
+    seen = runs > 0
+    return {"returning bins": float(on.mean()), "scans with no return": float((~seen).mean()),
+            "1 run": float((runs[seen] == 1).mean()), "2 runs": float((runs[seen] == 2).mean()),
+            "3+ runs": float((runs[seen] >= 3).mean()), "run width, median bins": float(np.median(width)),
+            "range std in a run, median": float(np.median(std[width > 1])),
+            "mean range returned": float(vals.mean()),
+            "mean abs frame-to-frame change": float(np.abs(np.diff(x, axis=1)).mean())}
 
 
 def main() -> None:
@@ -101,6 +127,10 @@ def main() -> None:
     print(f"| (random half) | | {float(d_in[rand].mean()):.2f} | {float(d_gru[rand].mean()):.2f} |")
     print(f"| (real window to the nearest other real one) | | {float(nearest(flat(x_real), flat(x_real), True).mean()):.2f} "
           f"| {float(nearest(scored['real'][1], scored['real'][1], True).mean()):.2f} |")
+    real_stats, gen_stats = scan_statistics(x_real[:, :frames].numpy()), scan_statistics(x_gen[:, :frames].numpy())
+    print("\n| scan statistic | real test windows | generated |\n|---|---|---|")
+    for key in real_stats:
+        print(f"| {key} | {real_stats[key]:.3f} | {gen_stats[key]:.3f} |")
 
 
 if __name__ == "__main__":
