@@ -39,8 +39,10 @@ from beamc.registry import TASKS
 def auroc(real: np.ndarray, fake: np.ndarray) -> float:
     """P(score of a real window > score of a generated one), ties counted half (Mann-Whitney)."""
     s = np.concatenate([real, fake])
-    ranks = np.empty(len(s))
-    ranks[s.argsort(kind="stable")] = np.arange(1, len(s) + 1)
+    # average ranks: tied scores share the mean of the ranks they span, so a tie counts half
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)                     # the highest 1-based rank of each distinct score
+    ranks = (upper - (counts - 1) / 2)[inverse]
     return float((ranks[:len(real)].sum() - len(real) * (len(real) + 1) / 2) / (len(real) * len(fake)))
 
 

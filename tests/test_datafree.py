@@ -209,6 +209,28 @@ def test_occlude_is_a_recipe_key_that_reaches_the_generator():
         parse(config, {"segment_render": "paint"}, "distill")
 
 
+def test_realism_benchmark_scan_statistics_and_auroc_by_hand():
+    # benchmarks/lidar_dfkd_realism.py: the shape statistics a real scan is compared on
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "lidar_dfkd_realism.py"
+    spec = importlib.util.spec_from_file_location("lidar_dfkd_realism", path)
+    realism = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(realism)
+    x = np.zeros((1, 2, 10))
+    x[0, 0, 1:3] = [1.0, 3.0]          # frame 0: one run of 2 bins, ranges 1 and 3 (std 1)
+    x[0, 0, 9] = 2.0                   # and a run of 1 bin at the scan's end, which must not join frame 1's start
+    x[0, 1, 0] = 2.0                   # frame 1: one run of 1 bin
+    s = realism.scan_statistics(x)
+    assert s["returning bins"] == pytest.approx(4 / 20) and s["scans with no return"] == 0.0
+    assert (s["1 run"], s["2 runs"], s["3+ runs"]) == (0.5, 0.5, 0.0)
+    assert s["run width, median bins"] == 1.0 and s["range std in a run, median"] == pytest.approx(1.0)
+    assert s["mean range returned"] == pytest.approx(2.0)
+    assert s["mean abs frame-to-frame change"] == pytest.approx((2 + 1 + 3 + 2) / 10)
+    assert realism.auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
+    assert realism.auroc(np.array([1.0]), np.array([1.0])) == 0.5     # a tie counts half
+
+
 def test_segments_generator_is_two_layers_into_the_scan_layout():
     torch.manual_seed(0)
     g = Generator(500, 64, 8, 216, 3, 0.0, 4.0, "segments", segments=4)
