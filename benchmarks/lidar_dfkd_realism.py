@@ -1,6 +1,6 @@
 """How real do a DF-KD run's generated scans look, and does a data-free score find the real-like ones?
 
-    python benchmarks/lidar_dfkd_realism.py RUN_DIR [--metadata FILE] [--samples 4000]
+    python benchmarks/lidar_dfkd_realism.py RUN_DIR [--metadata FILE] [--samples 4000] [--weights generator.pt]
 
 For the run's final generator (generator_final.pt, else generator.pt) against the test split:
 
@@ -86,6 +86,8 @@ def main() -> None:
     ap.add_argument("--metadata", type=Path, help="teacher metadata file (default: the run's own)")
     ap.add_argument("--samples", type=int, default=4000, help="generated samples, and at most this many test windows")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--weights", help="generator file in RUN_DIR (default: generator_final.pt, the generator after "
+                                      "the student stage's adversarial steps, else generator.pt, the one before)")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -101,8 +103,8 @@ def main() -> None:
     (x_real,), _ = data.arrays("test")
     x_real = torch.from_numpy(x_real[:args.samples])
     gen = build_generator(recipe.distill, meta, teacher_classes(teacher, meta))
-    weights = args.run / "generator_final.pt"
-    weights = weights if weights.exists() else args.run / "generator.pt"
+    weights = args.run / (args.weights or "generator_final.pt")
+    weights = weights if args.weights or weights.exists() else args.run / "generator.pt"
     gen.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     frames = gen.frames
     with torch.no_grad():
