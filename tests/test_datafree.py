@@ -807,15 +807,15 @@ def test_cli_data_free_run_then_explicit_evaluate(teacher_run, tmp_path):
 
 def test_confident_recipe_is_the_kl_recipe_with_the_confidence_filter():
     """lidar_dfkd_kl_confident is compared with lidar_dfkd_kl seed for seed: nothing but the
-    sample filter and the KL temperature may differ."""
+    sample filter, the KL temperature and the segment renderer may differ."""
     from dataclasses import asdict
 
     from beamc.recipe import load_recipe
     recipes = Path(__file__).resolve().parents[1] / "recipes"
     base, confident = load_recipe(recipes / "lidar_dfkd_kl.toml"), load_recipe(recipes / "lidar_dfkd_kl_confident.toml")
     d = asdict(confident.distill)
-    assert (d["keep"], d["keep_by"], d["temperature"]) == (0.5, "confidence", 1.0)
-    d.update(keep=1.0, keep_by="metadata", temperature=5.0)
+    assert (d["keep"], d["keep_by"], d["temperature"], d["segment_render"]) == (0.5, "confidence", 1.0, "occlude")
+    d.update(keep=1.0, keep_by="metadata", temperature=5.0, segment_render="blend")
     assert d == asdict(base.distill)
     for section in ("task", "data", "teacher", "student", "train", "output"):
         assert asdict(getattr(confident, section)) == asdict(getattr(base, section)), section
