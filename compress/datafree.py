@@ -83,9 +83,9 @@ OCCLUSION_SHARPNESS = 0.05   # range units (0.5 m at the scans' 1/10 scale): nea
 
 
 def render_segments(p: torch.Tensor, frames: int, features: int, lo: torch.Tensor, hi: torch.Tensor,
-                    max_drift: float | None = None, occlude: bool = False) -> torch.Tensor:
+                    max_drift: float | None = None, occlude: bool = False, max_slope: float = 0.0) -> torch.Tensor:
     """Scans [B, frames, features] drawn from segment parameters p [B, S, 6] (SEGMENT_PARAMS,
-    unsquashed). A processed (static-clutter-removed) LiDAR scan is zero except where a moving
+    unsquashed), or [B, S, 7] with a `max_slope` > 0 (SEGMENT_PARAMS + "slope"). A processed (static-clutter-removed) LiDAR scan is zero except where a moving
     object returns: one contiguous run of bins at that object's range, which moves a little
     from frame to frame. So each segment is a run of bins centred at c + v f with half-width h,
     at range r + u f, weighted by a presence in (0, 1); where segments overlap their ranges
@@ -95,6 +95,11 @@ def render_segments(p: torch.Tensor, frames: int, features: int, lo: torch.Tenso
     [lo, hi]), so nothing but that format, the sensor's geometry and the teacher's losses shapes
     the samples. Bins a segment leaves are exactly zero, as in a real processed scan.
 
+    A seventh parameter tilts each segment: its range changes across the run by up to
+    `max_slope` x its range per bin, as a flat surface seen obliquely does (a vehicle's side;
+    two adjacent ones, a corner). Without it every run is at one range,
+    where real runs spread (0.07 range units, a median over the simulator's test windows).
+
     `occlude` draws what a LiDAR measures instead of a blend: a bin holds the range of the
     nearest segment that covers it (a ray stops at the first surface) at full value up to a
     hard edge half-way through the soft one, where the blend tapers a segment's range towards 0
@@ -102,7 +107,10 @@ def render_segments(p: torch.Tensor, frames: int, features: int, lo: torch.Tenso
     straight-through: the forward pass is that scan, the gradient that of a soft version of it
     (a soft minimum over the covering segments, OCCLUSION_SHARPNESS range units sharp, times
     the soft coverage), so position, width, range and presence still learn."""
-    c, v, h, r, u, pres = p.unbind(-1)                                          # each [B, S]
+    c, v, h, r, u, pres, *tilt = p.unbind(-1)                                   # each [B, S]
+    if len(tilt) != (max_slope > 0):
+        raise BeamcError(f"render_segments: expected {6 + (max_slope > 0)} parameters per segment with max_slope = "
+                         f"{max_slope}, found {p.shape[-1]}")
     c = torch.sigmoid(c) * features
     v = torch.tanh(v) * (features / frames if max_drift is None else max_drift)
     h = 0.5 + torch.sigmoid(h) * features / 4
@@ -116,7 +124,10 @@ def render_segments(p: torch.Tensor, frames: int, features: int, lo: torch.Tenso
     inside = torch.sigmoid((b - centre + half) / EDGE_BINS) * torch.sigmoid((centre + half - b) / EDGE_BINS)
     weight = inside * pres[:, None, :, None]                                    # [B, F, S, D]
     weight = torch.where(weight > 1e-3, weight, torch.zeros_like(weight))      # no faint tails off the run
-    rng = (r[:, None] + u[:, None] * f).clamp(lo, hi)[..., None]                # [B, F, S, 1]
+    rng = (r[:, None] + u[:, None] * f)[..., None]                               # [B, F, S, 1]
+    if tilt:                                                                    # [B, F, S, D]: the range across the run
+        rng = rng + (torch.tanh(tilt[0]) * max_slope * r)[:, None, :, None] * (b - centre)
+    rng = rng.clamp(lo, hi)
     if occlude:
         # forward: what the sensor measures, the nearest segment covering each bin past its half-way edge;
         # backward: a soft version of it (soft minimum over the covering segments, soft coverage)
@@ -145,13 +156,15 @@ class Generator(nn.Module):
 
     def __init__(self, noise_dim: int, hidden: int, frames: int, features: int, pad: int, lo: float, hi: float,
                  output: str = "tanh", classes: int = 0, segments: int = 4, max_drift: float | None = None,
-                 occlude: bool = False):
+                 occlude: bool = False, max_slope: float = 0.0):
         super().__init__()
         if output not in OUTPUTS:
             raise BeamcError(f"generator output: expected one of {', '.join(map(repr, OUTPUTS))}, found {output!r}")
         self.noise_dim, self.frames, self.features, self.pad, self.output = noise_dim, frames, features, pad, output
         self.classes, self.segments, self.max_drift, self.occlude = classes, segments, max_drift, occlude
-        width = segments * len(SEGMENT_PARAMS) if output == "segments" else frames * features
+        self.max_slope = max_slope
+        self.segment_params = len(SEGMENT_PARAMS) + (max_slope > 0)
+        width = segments * self.segment_params if output == "segments" else frames * features
         self.net = nn.Sequential(nn.Linear(noise_dim + classes, hidden), nn.ReLU(), nn.Linear(hidden, width))
         self.register_buffer("lo", torch.tensor(float(lo)))
         self.register_buffer("hi", torch.tensor(float(hi)))
@@ -163,8 +176,8 @@ class Generator(nn.Module):
             z = torch.cat([z, F.one_hot(targets, self.classes).to(z.dtype)], dim=1)
         a = self.net(z)
         if self.output == "segments":
-            x = render_segments(a.reshape(len(z), self.segments, len(SEGMENT_PARAMS)), self.frames, self.features,
-                                self.lo, self.hi, self.max_drift, self.occlude)
+            x = render_segments(a.reshape(len(z), self.segments, self.segment_params), self.frames, self.features,
+                                self.lo, self.hi, self.max_drift, self.occlude, self.max_slope)
         elif self.output == "relu":
             x = torch.minimum(torch.relu(a.reshape(len(z), self.frames, self.features)) + self.lo, self.hi)
         else:
@@ -288,7 +301,7 @@ def build_generator(cfg: Any, meta: dict[str, Any], classes: int = 0) -> Generat
     return Generator(cfg.noise_dim, cfg.generator_hidden, int(lay["frames"]), int(lay["features"]), int(lay["pad"]),
                      float(meta["input_min"]), float(meta["input_max"]), cfg.generator_output, classes,
                      cfg.generator_segments, cfg.segment_max_drift or None,
-                     getattr(cfg, "segment_render", "blend") == "occlude")
+                     getattr(cfg, "segment_render", "blend") == "occlude", getattr(cfg, "segment_max_slope", 0.0))
 
 
 def metadata_stats(meta: dict[str, Any], layers: tuple[str, ...], device: torch.device

@@ -209,6 +209,36 @@ def test_occlude_is_a_recipe_key_that_reaches_the_generator():
         parse(config, {"segment_render": "paint"}, "distill")
 
 
+def test_a_tilted_segment_changes_range_across_its_run_and_occlusion_makes_a_corner():
+    lo, hi = torch.tensor(0.0), torch.tensor(4.0)
+    tilt = lambda slope: torch.tensor([math.atanh(slope / 0.02)])                 # max_slope 0.02, fraction per bin
+    # one segment at range 2 around bin 100, tilted by 0.01 of its range per bin: 2 + 0.02 (b - 100)
+    p = torch.cat([segment_params(100.0, 0.0, 10.5, 2.0), tilt(0.01)])[None, None]   # [B=1, S=1, 7]
+    x = render_segments(p, 8, 216, lo, hi, occlude=True, max_slope=0.02)[0]
+    b = torch.arange(90, 111, dtype=torch.float32)
+    assert torch.allclose(x[:, 90:111], (2.0 + 0.02 * (b - 100)).expand(8, -1), atol=1e-4)
+    assert float(x[:, :90].abs().max()) == 0.0 and float(x[:, 111:].abs().max()) == 0.0
+    # two tilted segments crossing: each bin holds the nearer of the two surfaces where both cover it
+    # (A: 2 - 0.02 (b - 95) over 85..105, B: 2 + 0.02 (b - 105) over 95..115), not their average
+    corner = torch.stack([torch.cat([segment_params(95.0, 0.0, 10.5, 2.0), tilt(-0.01)]),
+                          torch.cat([segment_params(105.0, 0.0, 10.5, 2.0), tilt(0.01)])])[None]
+    y = render_segments(corner, 8, 216, lo, hi, occlude=True, max_slope=0.02)[0]
+    bins = torch.arange(85, 116, dtype=torch.float32)
+    inf = torch.full_like(bins, float("inf"))
+    a = torch.where(bins <= 105, 2.0 - 0.02 * (bins - 95), inf)
+    b = torch.where(bins >= 95, 2.0 + 0.02 * (bins - 105), inf)
+    assert torch.allclose(y[0, 85:116], torch.minimum(a, b), atol=1e-4)
+    assert float(y[0, 95]) == pytest.approx(1.8, abs=1e-4) and float(y[0, 100]) == pytest.approx(1.9, abs=1e-4)
+    # the generator grows a seventh output per segment only when the recipe asks for tilts
+    config = DISTILLERS.get("datafree").Config
+    meta = {"layout": {"frames": 8, "features": 216, "pad": 3}, "input_min": 0.0, "input_max": 4.0}
+    tilted = dfm.build_generator(parse(config, {"generator_output": "segments", "segment_max_slope": 0.025}, "distill"), meta)
+    flat = dfm.build_generator(parse(config, {"generator_output": "segments"}, "distill"), meta)
+    assert (tilted.net[-1].out_features, flat.net[-1].out_features) == (4 * 7, 4 * 6)
+    with pytest.raises(BeamcError, match=r"render_segments: expected 7 parameters per segment with max_slope = 0.02, found 6"):
+        render_segments(p[..., :6], 8, 216, lo, hi, max_slope=0.02)
+
+
 def test_realism_benchmark_scan_statistics_and_auroc_by_hand():
     # benchmarks/lidar_dfkd_realism.py: the shape statistics a real scan is compared on
     import importlib.util

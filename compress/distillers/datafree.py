@@ -45,6 +45,10 @@ class DataFreeConfig:
         "blend", doc='how segments become a scan (generator_output = "segments"): "blend" (soft edges, overlapping '
         'segments averaged; rounds 5-9) or "occlude" (what a LiDAR measures: the nearest covering segment\'s range up '
         "to a hard edge, straight-through gradients)")
+    segment_max_slope: float = opt(0.0, ge=0, doc='> 0 (generator_output = "segments"): each segment also tilts, its '
+                                   "range changing across the run by up to this fraction of itself per bin, as a flat "
+                                   "surface seen obliquely does: tan(largest incidence angle) x radians per bin; 0 = "
+                                   "every run at one range (rounds 5-10)")
     generator_steps: int = opt(500, ge=1, doc="generator updates, each on a fresh noise batch (the paper's 500 epochs)")
     generator_batch_size: int = opt(64, ge=2, doc="noise samples per generator update")
     generator_lr: float = opt(1e-3, gt=0, doc="generator Adam learning rate")
