@@ -50,10 +50,15 @@ METHODS = {
     "DF-KD KL confident occluded": "lidar_dfkd_kl_confident",
     "DF-KD KL confident occluded 6 segments": ("lidar_dfkd_kl_confident", ["distill.generator_segments=6"]),
     # round 11: the same with the temporal smoothness prior (frame-to-frame change back to the real
-    # scans'), with tilted segments, with weaker adversarial steps
+    # scans'), with tilted segments (two bounds), with weaker / stronger adversarial steps, with a
+    # wider / narrower generator hidden layer than the paper's 64
     "DF-KD KL confident occluded smooth": ("lidar_dfkd_kl_confident", ["distill.smoothness=1.0"]),
-    "DF-KD KL confident occluded tilted": ("lidar_dfkd_kl_confident", ["distill.segment_max_slope=0.025"]),
+    "DF-KD KL confident occluded tilted 0.025": ("lidar_dfkd_kl_confident", ["distill.segment_max_slope=0.025"]),
     "DF-KD KL confident occluded adversarial 0.003": ("lidar_dfkd_kl_confident", ["distill.adversarial=0.003"]),
+    "DF-KD KL confident occluded adversarial 0.03": ("lidar_dfkd_kl_confident", ["distill.adversarial=0.03"]),
+    "DF-KD KL confident occluded tilted 0.01": ("lidar_dfkd_kl_confident", ["distill.segment_max_slope=0.01"]),
+    "DF-KD KL confident occluded generator 256": ("lidar_dfkd_kl_confident", ["distill.generator_hidden=256"]),
+    "DF-KD KL confident occluded generator 32": ("lidar_dfkd_kl_confident", ["distill.generator_hidden=32"]),
     # the issue's T = 5 against a sharper teacher (round 6: +1 point at seed 0)
     "DF-KD KL T=1": ("lidar_dfkd_kl", ["distill.temperature=1"]),
     "DF-KD KL adversarial cosine": ("lidar_dfkd_kl", ["distill.adversarial_schedule=student"]),
