@@ -131,6 +131,9 @@ def main() -> None:
     print(f"| (random half) | | {float(d_in[rand].mean()):.2f} | {float(d_gru[rand].mean()):.2f} |")
     print(f"| (real window to the nearest other real one) | | {float(nearest(flat(x_real), flat(x_real), True).mean()):.2f} "
           f"| {float(nearest(scored['real'][1], scored['real'][1], True).mean()):.2f} |")
+    # diversity: a generator that collapses onto a few modes draws samples close to each other
+    print(f"| (generated sample to the nearest other generated one) | | {float(nearest(flat(x_gen), flat(x_gen), True).mean()):.2f} "
+          f"| {float(nearest(scored['gen'][1], scored['gen'][1], True).mean()):.2f} |")
     real_stats, gen_stats = scan_statistics(x_real[:, :frames].numpy()), scan_statistics(x_gen[:, :frames].numpy())
     print("\n| scan statistic | real test windows | generated |\n|---|---|---|")
     for key in real_stats:

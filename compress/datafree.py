@@ -24,7 +24,10 @@ whose last layer gives segments, not bins (`generator_output = "segments"`,
 metadata becomes reachable; that moved the student most. Round 9 added per-beam statistics
 to the metadata (the teacher's GRU outputs over the training windows it gives each beam),
 used to keep the drawn samples nearest their predicted beam's (`keep_by = "class_metadata"`)
-and as a per-sample generator loss (`class_metadata_loss`).
+and as a per-sample generator loss (`class_metadata_loss`). Round 12 added a generator whose
+last layer gives objects on the street, not runs of bins (`generator_output = "objects"`,
+`render_objects`): boxes moving along a straight street in the band of distances, speeds and
+sizes the operator knows of the site (`Site`), seen by rays from the sensor.
 
 Nothing here reads a data set: the teacher, its metadata file and the recipe are the inputs.
 Each generator loss is a function of tensors so tests check them on hand-made values.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +79,30 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------ generator
-OUTPUTS = ("tanh", "relu", "segments")
+OUTPUTS = ("tanh", "relu", "segments", "objects")
 # per segment, before squashing: centre bin, drift (bins per frame), half-width, range, range drift, presence
 SEGMENT_PARAMS = ("centre", "drift", "half_width", "range", "range_drift", "presence")
 EDGE_BINS = 0.5     # softness of a segment's edges, in bins: wide enough for gradients, narrow enough to look hard
 OCCLUSION_SHARPNESS = 0.05   # range units (0.5 m at the scans' 1/10 scale): nearer by this much mostly hides the other
+
+
+def occluded_scan(weight: torch.Tensor, rng: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                  straight_through: bool = True) -> torch.Tensor:
+    """Scans [B, F, D] from surfaces [B, F, S, D] (coverage weight in [0, 1], range per bin):
+    what a LiDAR measures, straight-through. Forward: each bin holds the range of the nearest
+    surface covering it past its half-way edge (a ray stops at the first surface), 0 where none
+    does. Backward: a soft version of it (a soft minimum over the covering surfaces,
+    OCCLUSION_SHARPNESS range units sharp, times the soft coverage), so every parameter behind
+    the weights and ranges still learns. `straight_through = False` skips the soft version (for
+    samples no gradient will flow through)."""
+    covering = torch.where(weight > 0.5, rng, torch.full_like(rng, float("inf"))).amin(dim=2)
+    hard = torch.where(torch.isfinite(covering), covering, torch.zeros_like(covering))
+    if not straight_through:
+        return hard.clamp(lo, hi)
+    logit = torch.where(weight > 0, weight.clamp_min(1e-12).log(), torch.full_like(weight, -1e4))
+    nearest = torch.softmax(logit - rng / OCCLUSION_SHARPNESS, dim=2)
+    soft = (nearest * rng).sum(dim=2) * (1 - torch.prod(1 - weight, dim=2))
+    return (hard + soft - soft.detach()).clamp(lo, hi)
 
 
 def render_segments(p: torch.Tensor, frames: int, features: int, lo: torch.Tensor, hi: torch.Tensor,
@@ -129,17 +152,79 @@ def render_segments(p: torch.Tensor, frames: int, features: int, lo: torch.Tenso
         rng = rng + (torch.tanh(tilt[0]) * max_slope * r)[:, None, :, None] * (b - centre)
     rng = rng.clamp(lo, hi)
     if occlude:
-        # forward: what the sensor measures, the nearest segment covering each bin past its half-way edge;
-        # backward: a soft version of it (soft minimum over the covering segments, soft coverage)
-        covering = torch.where(weight > 0.5, rng, torch.full_like(rng, float("inf"))).amin(dim=2)
-        hard = torch.where(torch.isfinite(covering), covering, torch.zeros_like(covering))
-        logit = torch.where(weight > 0, weight.clamp_min(1e-12).log(), torch.full_like(weight, -1e4))
-        nearest = torch.softmax(logit - rng / OCCLUSION_SHARPNESS, dim=2)
-        soft = (nearest * rng).sum(dim=2) * (1 - torch.prod(1 - weight, dim=2))
-        return (hard + soft - soft.detach()).clamp(lo, hi)
+        return occluded_scan(weight, rng, lo, hi)
     total = weight.sum(dim=2)
     value = (weight * rng).sum(dim=2) / total.clamp_min(1.0)                    # a lone segment keeps its taper
     return value.clamp(lo, hi)
+
+
+# per object, before squashing: along-street position at the first frame, speed along the street,
+# distance of its near face from the sensor (across the street), length, width, presence
+OBJECT_PARAMS = ("position", "speed", "distance", "length", "width", "presence")
+
+
+@dataclass(frozen=True)
+class Site:
+    """What the operator of a site knows without recording anything: the band of distances
+    (m, across the street, from the sensor) where the near faces of traffic and pedestrians
+    lie, the top speed along the street, the time between frames, the range of object lengths
+    (along the street) and widths, the scan's field of view (bins evenly spread over it, bin 0
+    at +fov/2 as in DeepSense's lidar_SCR) and its range scale (input units per metre)."""
+    distance_m: tuple[float, float] = (2.0, 13.0)
+    max_speed_kmh: float = 18.0
+    frame_interval_s: float = 0.111
+    length_m: tuple[float, float] = (0.4, 11.0)
+    width_m: tuple[float, float] = (0.4, 2.5)
+    fov_deg: float = 180.0
+    range_scale: float = 0.1
+
+    def __post_init__(self):
+        for key in ("distance_m", "length_m", "width_m"):
+            pair = getattr(self, key)
+            if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
+                raise BeamcError(f"site.{key}: expected [min, max] with 0 < min <= max, found {list(pair)}")
+
+
+def render_objects(p: torch.Tensor, frames: int, features: int, lo: torch.Tensor, hi: torch.Tensor,
+                   site: Site) -> torch.Tensor:
+    """Scans [B, frames, features] of objects [B, S, 6] (OBJECT_PARAMS, unsquashed) on a
+    straight street. Object s is a box whose near face lies d across the street from the
+    sensor, L long and W wide, at along-street position x + v t at frame time t, with a
+    presence in (0, 1). A ray at bearing theta (0 across the street, positive towards +x)
+    returns from a box where its bearing falls between the box's outermost corners, at the
+    range where it enters the box: max(d / cos theta, the nearer end's x / sin theta), the
+    slab method, so the near face reads d / cos theta and an end the sensor sees (the box off
+    to one side) its own slope. The nearest box wins (`occluded_scan`), and nothing past the
+    sensor's reach (hi) returns. So position, motion, width in bins and the range's change
+    across a run are tied to each other as on a real street, where the segment generator draws
+    them apart. Every parameter is squashed into the site's bands (position within the
+    sensor's reach, |v| up to the top speed)."""
+    x0, v, d, length, width, pres = p.unbind(-1)                                  # each [B, S]
+    reach = hi / site.range_scale                                                 # metres
+    x0 = torch.tanh(x0) * reach
+    v = torch.tanh(v) * site.max_speed_kmh / 3.6
+    band = lambda a, pair: pair[0] + (pair[1] - pair[0]) * torch.sigmoid(a)      # noqa: E731
+    d, length, width = band(d, site.distance_m), band(length, site.length_m), band(width, site.width_m)
+    t = torch.arange(frames, dtype=p.dtype, device=p.device)[:, None] * site.frame_interval_s   # [F, 1]
+    x = x0[:, None] + v[:, None] * t                                              # [B, F, S]: box centre
+    ends = torch.stack([x - length[:, None] / 2, x + length[:, None] / 2])        # [2, B, F, S]: its -x and +x ends
+    near, far = d[:, None].expand_as(x), (d + width)[:, None].expand_as(x)
+    corners = torch.atan2(ends[:, None], torch.stack([near, far])[None]).flatten(0, 1)   # [4, B, F, S] bearings
+    half_fov, step = math.radians(site.fov_deg) / 2, math.radians(site.fov_deg) / features
+    b = torch.arange(features, dtype=p.dtype, device=p.device)                   # [D]
+    bearing = half_fov - (b + 0.5) * step                                         # [D], bin 0 at +fov/2
+    first = ((half_fov - corners.amax(0)) / step - 0.5)[..., None]                # bin index falls as bearing rises
+    last = ((half_fov - corners.amin(0)) / step - 0.5)[..., None]
+    cover = torch.sigmoid((b - first) / EDGE_BINS) * torch.sigmoid((last - b) / EDGE_BINS)   # [B, F, S, D]
+    sin_b = torch.sin(bearing)
+    sin_b = torch.where(sin_b.abs() < 1e-6, torch.full_like(sin_b, 1e-6), sin_b)
+    cross_x = ends[..., None] / sin_b                                             # [2, B, F, S, D]: along the ray
+    entry = torch.maximum(near[..., None] / torch.cos(bearing).clamp_min(1e-6), cross_x.amin(0))
+    rng = entry * site.range_scale
+    weight = cover * torch.sigmoid(pres)[:, None, :, None]
+    weight = weight * torch.sigmoid((hi - rng) / OCCLUSION_SHARPNESS)             # beyond the sensor's reach: no return
+    weight = torch.where(weight > 1e-3, weight, torch.zeros_like(weight))        # no faint tails off the boxes
+    return occluded_scan(weight, rng.clamp(lo, hi), lo, hi, straight_through=torch.is_grad_enabled())
 
 
 class Generator(nn.Module):
@@ -156,15 +241,15 @@ class Generator(nn.Module):
 
     def __init__(self, noise_dim: int, hidden: int, frames: int, features: int, pad: int, lo: float, hi: float,
                  output: str = "tanh", classes: int = 0, segments: int = 4, max_drift: float | None = None,
-                 occlude: bool = False, max_slope: float = 0.0):
+                 occlude: bool = False, max_slope: float = 0.0, site: Site | None = None):
         super().__init__()
         if output not in OUTPUTS:
             raise BeamcError(f"generator output: expected one of {', '.join(map(repr, OUTPUTS))}, found {output!r}")
         self.noise_dim, self.frames, self.features, self.pad, self.output = noise_dim, frames, features, pad, output
         self.classes, self.segments, self.max_drift, self.occlude = classes, segments, max_drift, occlude
-        self.max_slope = max_slope
-        self.segment_params = len(SEGMENT_PARAMS) + (max_slope > 0)
-        width = segments * self.segment_params if output == "segments" else frames * features
+        self.max_slope, self.site = max_slope, site or Site()
+        self.segment_params = len(OBJECT_PARAMS) if output == "objects" else len(SEGMENT_PARAMS) + (max_slope > 0)
+        width = segments * self.segment_params if output in ("segments", "objects") else frames * features
         self.net = nn.Sequential(nn.Linear(noise_dim + classes, hidden), nn.ReLU(), nn.Linear(hidden, width))
         self.register_buffer("lo", torch.tensor(float(lo)))
         self.register_buffer("hi", torch.tensor(float(hi)))
@@ -178,6 +263,9 @@ class Generator(nn.Module):
         if self.output == "segments":
             x = render_segments(a.reshape(len(z), self.segments, self.segment_params), self.frames, self.features,
                                 self.lo, self.hi, self.max_drift, self.occlude, self.max_slope)
+        elif self.output == "objects":
+            x = render_objects(a.reshape(len(z), self.segments, self.segment_params), self.frames, self.features,
+                               self.lo, self.hi, self.site)
         elif self.output == "relu":
             x = torch.minimum(torch.relu(a.reshape(len(z), self.frames, self.features)) + self.lo, self.hi)
         else:
@@ -301,7 +389,14 @@ def build_generator(cfg: Any, meta: dict[str, Any], classes: int = 0) -> Generat
     return Generator(cfg.noise_dim, cfg.generator_hidden, int(lay["frames"]), int(lay["features"]), int(lay["pad"]),
                      float(meta["input_min"]), float(meta["input_max"]), cfg.generator_output, classes,
                      cfg.generator_segments, cfg.segment_max_drift or None,
-                     getattr(cfg, "segment_render", "blend") == "occlude", getattr(cfg, "segment_max_slope", 0.0))
+                     getattr(cfg, "segment_render", "blend") == "occlude", getattr(cfg, "segment_max_slope", 0.0),
+                     site_of(cfg) if cfg.generator_output == "objects" else None)
+
+
+def site_of(cfg: Any) -> Site:
+    """The recipe's description of the site (distill.site_* / object_* / scan_* keys)."""
+    return Site(tuple(cfg.site_distance_m), cfg.site_max_speed_kmh, cfg.site_frame_interval_s, tuple(cfg.object_length_m),
+                tuple(cfg.object_width_m), cfg.scan_fov_deg, cfg.scan_range_scale)
 
 
 def metadata_stats(meta: dict[str, Any], layers: tuple[str, ...], device: torch.device

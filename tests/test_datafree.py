@@ -16,8 +16,8 @@ import torch
 from beamc.compress import datafree as dfm
 from beamc.compress.datafree import (Generator, Inversion, activation_loss, adversarial_gap, entropy_loss,
                                      generator_loss, layered_metadata_loss, metadata_loss, metadata_stats,
-                                     read_metadata, render_segments, target_loss, train_generator,
-                                     SEGMENT_PARAMS)
+                                     read_metadata, render_objects, render_segments, target_loss, train_generator,
+                                     OBJECT_PARAMS, SEGMENT_PARAMS, Site)
 from beamc.compress.distillers import ModelOut
 from beamc.compress.pipeline import distill, reevaluate
 from beamc.errors import BeamcError
@@ -237,6 +237,91 @@ def test_a_tilted_segment_changes_range_across_its_run_and_occlusion_makes_a_cor
     assert (tilted.net[-1].out_features, flat.net[-1].out_features) == (4 * 7, 4 * 6)
     with pytest.raises(BeamcError, match=r"render_segments: expected 7 parameters per segment with max_slope = 0.02, found 6"):
         render_segments(p[..., :6], 8, 216, lo, hi, max_slope=0.02)
+
+
+def object_params(position: float, speed: float, distance: float, length: float, width: float, presence: float = 20.0,
+                  site: Site = Site(), hi: float = 4.0) -> torch.Tensor:
+    """Unsquashed OBJECT_PARAMS that render_objects maps back to these values (m, m/s)."""
+    band = lambda y, pair: math.log((y - pair[0]) / (pair[1] - y))               # noqa: E731
+    return torch.tensor([math.atanh(position / (hi / site.range_scale)), math.atanh(speed / (site.max_speed_kmh / 3.6)),
+                         band(distance, site.distance_m), band(length, site.length_m), band(width, site.width_m), presence])
+
+
+def bearing_bins(lo_deg: float, hi_deg: float, margin: float = 0.25) -> torch.Tensor:
+    """Indices of the 216 lidar_SCR bins (bin 0 at +90 deg) whose centre bearing lies in [lo, hi]
+    by at least `margin` bins (a centre on an edge is half covered, and either answer is right);
+    a negative margin widens the interval instead."""
+    bearing, pad = 90.0 - (torch.arange(216) + 0.5) * 180.0 / 216, margin * 180.0 / 216
+    return torch.nonzero((bearing >= lo_deg + pad) & (bearing <= hi_deg - pad)).flatten()
+
+
+def test_objects_render_a_box_on_the_street_as_the_sensor_sees_it():
+    lo, hi, site = torch.tensor(0.0), torch.tensor(4.0), Site()
+    bearing = torch.deg2rad(90.0 - (torch.arange(216) + 0.5) * 180.0 / 216)
+    # a 4.5 x 1.8 m car, near face 5 m across the street, centre 3 m along it, driving +x at 4 m/s
+    car = object_params(3.0, 4.0, 5.0, 4.5, 1.8, presence=3.0)[None, None].requires_grad_(True)
+    x = render_objects(car, 8, 216, lo, hi, site)[0]
+    for f in (0, 7):
+        centre = 3.0 + 4.0 * 0.111 * f
+        back = centre - 2.25                                # its -x end, which faces the sensor
+        face = bearing_bins(math.degrees(math.atan2(back, 5.0)), math.degrees(math.atan2(centre + 2.25, 5.0)))
+        end = bearing_bins(math.degrees(math.atan2(back, 6.8)), math.degrees(math.atan2(back, 5.0)))
+        # the near face at 5 / cos(bearing), the end at back / sin(bearing), both / 10; nothing else returns
+        assert torch.allclose(x[f, face], 0.5 / torch.cos(bearing[face]), atol=1e-4)
+        assert torch.allclose(x[f, end], 0.1 * back / torch.sin(bearing[end]), atol=1e-4)
+        rest = torch.ones(216, dtype=torch.bool)
+        rest[bearing_bins(math.degrees(math.atan2(back, 6.8)), math.degrees(math.atan2(centre + 2.25, 5.0)), -0.25)] = False
+        assert float(x[f, rest].detach().abs().max()) == 0.0
+    # straight-through: the same scan without gradients, and every parameter learns with them
+    with torch.no_grad():
+        assert torch.allclose(render_objects(car.detach(), 8, 216, lo, hi, site)[0], x.detach(), atol=1e-6)
+    (x * torch.linspace(-1.0, 1.0, 216)).sum().backward()
+    grad = car.grad[0, 0]
+    for name in OBJECT_PARAMS:
+        assert math.isfinite(float(grad[OBJECT_PARAMS.index(name)])) and abs(float(grad[OBJECT_PARAMS.index(name)])) > 1e-6, name
+
+
+def test_objects_occlude_each_other_and_vanish_past_the_sensors_reach():
+    lo, hi, site = torch.tensor(0.0), torch.tensor(4.0), Site()
+    bearing = torch.deg2rad(90.0 - (torch.arange(216) + 0.5) * 180.0 / 216)
+    # a pedestrian 3 m away straight ahead hides part of a bus on the far lane; a third object is absent
+    scene = torch.stack([object_params(0.0, 0.0, 12.0, 10.0, 2.4), object_params(0.0, 0.0, 3.0, 0.5, 0.5),
+                         object_params(-10.0, 0.0, 4.0, 4.0, 2.0, presence=-20.0)])[None]
+    x = render_objects(scene, 8, 216, lo, hi, site)[0]
+    ped = bearing_bins(-math.degrees(math.atan2(0.25, 3.0)), math.degrees(math.atan2(0.25, 3.0)))
+    bus = bearing_bins(-math.degrees(math.atan2(5.0, 12.0)), math.degrees(math.atan2(5.0, 12.0)))
+    assert torch.allclose(x[:, ped], (0.3 / torch.cos(bearing[ped])).expand(8, -1), atol=1e-4)
+    ped_edge = math.degrees(math.atan2(0.25, 3.0))
+    shown = bus[~torch.isin(bus, bearing_bins(-ped_edge, ped_edge, -0.25))]
+    assert torch.allclose(x[:, shown], (1.2 / torch.cos(bearing[shown])).expand(8, -1), atol=1e-4)
+    edge = math.degrees(math.atan2(5.0, 12.0))
+    assert not x[:, bearing_bins(-90.0, -edge, -0.25)].any() and not x[:, bearing_bins(edge, 90.0, -0.25)].any()
+    # (the absent car at -10 m would have returned at bearings -72 to -53 degrees)
+    # a bus 31.75-42.25 m along the street, 12.9 m across it, is 34.3-44.2 m away: past the 40 m reach
+    # (hi 4.0 at 1/10) it draws nothing, the bins nearer than that show its near face
+    bus_far = render_objects(object_params(37.0, 0.0, 12.9, 10.5, 2.4)[None, None], 8, 216, lo, hi, site)[0, 0]
+    rng = 12.9 / torch.cos(bearing)
+    on_face = bearing_bins(math.degrees(math.atan2(31.75, 12.9)), math.degrees(math.atan2(42.25, 12.9)))
+    inside, past = on_face[rng[on_face] < 39.5], on_face[rng[on_face] > 40.5]
+    assert len(inside) >= 2 and len(past) >= 1
+    assert torch.allclose(bus_far[inside], rng[inside] / 10, atol=1e-4) and not bus_far[past].any()
+
+
+def test_objects_generator_takes_its_site_from_the_recipe():
+    config = DISTILLERS.get("datafree").Config
+    meta = {"layout": {"frames": 8, "features": 216, "pad": 3}, "input_min": 0.0, "input_max": 4.0}
+    cfg = parse(config, {"generator_output": "objects", "generator_segments": 3, "site_distance_m": [4.0, 9.0],
+                         "site_max_speed_kmh": 30.0}, "distill")
+    g = dfm.build_generator(cfg, meta)
+    assert g.site == Site(distance_m=(4.0, 9.0), max_speed_kmh=30.0)
+    assert g.net[-1].out_features == 3 * len(OBJECT_PARAMS)
+    with torch.no_grad():
+        x = g(torch.randn(16, 500))
+    assert x.shape == (16, 11, 216) and not x[:, 8:].any() and float(x.min()) >= 0.0 and float(x.max()) <= 4.0
+    with pytest.raises(BeamcError, match=r"site.distance_m: expected \[min, max\] with 0 < min <= max, found \[9.0, 4.0\]"):
+        dfm.build_generator(parse(config, {"generator_output": "objects", "site_distance_m": [9.0, 4.0]}, "distill"), meta)
+    with pytest.raises(SchemaError, match=r"distill.scan_fov_deg"):
+        parse(config, {"scan_fov_deg": 270.0}, "distill")
 
 
 def test_realism_benchmark_scan_statistics_and_auroc_by_hand():

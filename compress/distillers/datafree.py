@@ -32,11 +32,14 @@ class DataFreeConfig:
     beta: float = opt(1e-2, ge=0, doc="weight of the entropy loss (eq. 8)")
     noise_dim: int = opt(500, ge=1, doc="generator input (noise) size")
     generator_hidden: int = opt(64, ge=1, doc="generator hidden layer width")
-    generator_output: Literal["tanh", "relu", "segments"] = opt(
+    generator_output: Literal["tanh", "relu", "segments", "objects"] = opt(
         "tanh", doc='squashing into the input range: "tanh" (paper), "relu" clamped at the maximum (reference code; '
-        'exact zeros), or "segments" (beyond the paper): the last layer gives `generator_segments` runs of bins, '
-        "each a position, drift, width, range and presence, drawn as a clutter-removed scan")
-    generator_segments: int = opt(4, ge=1, doc='runs of bins per generated frame with generator_output = "segments"')
+        'exact zeros), "segments" (beyond the paper): the last layer gives `generator_segments` runs of bins, '
+        'each a position, drift, width, range and presence, drawn as a clutter-removed scan, or "objects" (beyond '
+        "the paper): `generator_segments` boxes moving along a straight street (position, speed, distance, length, "
+        "width, presence within the site_* / object_* bands), seen by the scan's rays, nearest face first")
+    generator_segments: int = opt(4, ge=1, doc='runs of bins (generator_output = "segments") or objects ("objects") '
+                                  "per generated window")
     segment_max_drift: float = opt(0.0, ge=0, doc='fastest a generated segment may move, in bins per frame '
                                    '(generator_output = "segments"): the sensor geometry bounds it, e.g. top speed x '
                                    "frame interval / nearest range in radians x bins per radian; 0 = the field of "
@@ -49,6 +52,20 @@ class DataFreeConfig:
                                    "range changing across the run by up to this fraction of itself per bin, as a flat "
                                    "surface seen obliquely does: tan(largest incidence angle) x radians per bin; 0 = "
                                    "every run at one range (rounds 5-10)")
+    site_distance_m: tuple[float, ...] = opt((2.0, 13.0), doc='[min, max] distance (m) across the street from the '
+                                              "sensor to the near faces of traffic and pedestrians, sidewalk to far lane "
+                                              '(generator_output = "objects"; the operator\'s knowledge of the site)')
+    site_max_speed_kmh: float = opt(18.0, gt=0, doc='top speed along the street (generator_output = "objects")')
+    site_frame_interval_s: float = opt(0.111, gt=0, doc='time between scans (generator_output = "objects"; DeepSense '
+                                       "scenario 8/9: 111 ms)")
+    object_length_m: tuple[float, ...] = opt((0.4, 11.0), doc='[min, max] length (m) along the street of a generated '
+                                             'object, pedestrian to bus (generator_output = "objects")')
+    object_width_m: tuple[float, ...] = opt((0.4, 2.5), doc='[min, max] width (m) across the street of a generated '
+                                            'object (generator_output = "objects")')
+    scan_fov_deg: float = opt(180.0, gt=0, le=180, doc='field of view the scan\'s bins spread evenly over, bin 0 at '
+                              '+fov/2 (generator_output = "objects"; DeepSense lidar_SCR: 216 bins over 180 deg)')
+    scan_range_scale: float = opt(0.1, gt=0, doc='input units per metre of range (generator_output = "objects"; '
+                                  "the LiDAR task divides ranges by 10)")
     generator_steps: int = opt(500, ge=1, doc="generator updates, each on a fresh noise batch (the paper's 500 epochs)")
     generator_batch_size: int = opt(64, ge=2, doc="noise samples per generator update")
     generator_lr: float = opt(1e-3, gt=0, doc="generator Adam learning rate")
